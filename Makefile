@@ -1,0 +1,110 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+include tools/versions.mk
+
+TOOLS   := $(CURDIR)/.tools
+BIN     := $(TOOLS)/bin
+UV      := $(TOOLS)/uv-$(UV_VERSION)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+RUN     := $(UV) run --frozen
+STACKCTL := $(RUN) stackctl
+GOBUILD := CGO_ENABLED=0 go
+
+##@ Help
+.PHONY: help
+help: ## List every target with what it does
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} \
+	  /^[a-zA-Z0-9_.-]+:.*##/ {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Set-up
+.PHONY: system-deps tools venv
+system-deps: ## Install the Debian packages the stack needs (apt as root; otherwise names them)
+	@bash deploy/local/install-system-deps.sh
+
+tools: system-deps venv $(BIN)/jaeger $(TOOLS)/kafka/libs $(TOOLS)/jmx_prometheus_javaagent.jar $(BIN)/helm $(BIN)/kube-score $(BIN)/kind $(BIN)/toxiproxy-server ## Install every pinned tool into .tools/ (reused when present)
+
+venv: $(UV) ## Create .venv with every workspace package from uv.lock
+	@$(UV) sync --frozen --all-packages --quiet
+
+$(UV):
+	python3 -m venv $(TOOLS)/uv-$(UV_VERSION)
+	$(TOOLS)/uv-$(UV_VERSION)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Go tools: installed under .tools/<name>-<version>/ and linked into .tools/bin.
+define go-tool
+$(BIN)/$(1): $(TOOLS)/$(1)-$(3)/$(1)
+	@mkdir -p $(BIN) && ln -sf $$< $$@
+$(TOOLS)/$(1)-$(3)/$(1):
+	@echo "building $(1) $(3) (first time only; takes a few minutes)"
+	GOBIN=$(TOOLS)/$(1)-$(3) $(GOBUILD) install $(2)@$(3)
+endef
+$(eval $(call go-tool,helm,helm.sh/helm/v4/cmd/helm,$(HELM_VERSION)))
+$(eval $(call go-tool,kube-score,github.com/zegl/kube-score/cmd/kube-score,$(KUBE_SCORE_VERSION)))
+$(eval $(call go-tool,kind,sigs.k8s.io/kind,$(KIND_VERSION)))
+
+$(BIN)/toxiproxy-server: $(TOOLS)/toxiproxy-server-$(TOXIPROXY_VERSION)/toxiproxy-server
+	@mkdir -p $(BIN) && ln -sf $< $@
+$(TOOLS)/toxiproxy-server-$(TOXIPROXY_VERSION)/toxiproxy-server:
+	@echo "building toxiproxy $(TOXIPROXY_VERSION)"
+	GOBIN=$(TOOLS)/toxiproxy-server-$(TOXIPROXY_VERSION) $(GOBUILD) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv $(TOOLS)/toxiproxy-server-$(TOXIPROXY_VERSION)/server $@
+
+$(BIN)/jaeger: $(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger
+	@mkdir -p $(BIN) && ln -sf $< $@
+$(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger: tools/jaeger/go.mod tools/jaeger/go.sum
+	@echo "building jaeger (v2 all-in-one) from module $(JAEGER_VERSION) (first time only; takes minutes)"
+	cd tools/jaeger && $(GOBUILD) build -trimpath -o $@ github.com/jaegertracing/jaeger/cmd/jaeger
+
+$(TOOLS)/kafka/libs: $(TOOLS)/kafka-$(KAFKA_VERSION)/libs
+	@ln -sfn $(TOOLS)/kafka-$(KAFKA_VERSION) $(TOOLS)/kafka
+$(TOOLS)/kafka-$(KAFKA_VERSION)/libs: tools/kafka/pom.xml
+	@echo "resolving Apache Kafka $(KAFKA_VERSION) jars"
+	mvn -q -B -f tools/kafka/pom.xml -Dkafka.version=$(KAFKA_VERSION) \
+	  dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$@.tmp
+	rm -rf $@ && mv $@.tmp $@
+
+$(TOOLS)/jmx_prometheus_javaagent.jar: $(TOOLS)/jmx_prometheus_javaagent-$(JMX_EXPORTER_VERSION).jar
+	@ln -sf $< $@
+$(TOOLS)/jmx_prometheus_javaagent-$(JMX_EXPORTER_VERSION).jar:
+	mvn -q -B -f tools/kafka/pom.xml dependency:copy \
+	  -Dartifact=io.prometheus.jmx:jmx_prometheus_javaagent:$(JMX_EXPORTER_VERSION) -DoutputDirectory=$(TOOLS)
+
+##@ Local stack (real PostgreSQL, RabbitMQ, Kafka, Prometheus, Jaeger under supervisord)
+.PHONY: up down status clean
+up: tools ## Start the whole system on loopback and wait until every component is ready
+	@$(STACKCTL) up
+
+down: ## Stop every component (data kept)
+	@if [[ -x $(UV) ]]; then $(STACKCTL) down; else echo "stack already down"; fi
+
+status: ## Show each component and whether it is ready
+	@$(STACKCTL) status
+
+clean: ## Stop everything and delete all local state (.stack/)
+	@if [[ -x $(UV) ]]; then $(STACKCTL) clean; else rm -rf .stack; fi
+
+##@ Quality
+.PHONY: lint format typecheck
+lint: venv ## ruff lint and format check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+format: venv ## Apply ruff formatting and safe fixes
+	@$(RUN) ruff format .
+	@$(RUN) ruff check --fix .
+
+typecheck: venv ## mypy (strict) on the project's code
+	@$(RUN) mypy
+
+##@ Tests
+.PHONY: test test-unit test-integration
+test: lint typecheck test-unit up test-integration ## The full suite: lint, types, unit, and the integration tests against the real local stack
+
+test-unit: venv ## Unit tests (no stack needed)
+	@$(RUN) pytest tests/unit
+
+test-integration: ## Integration tests against the running local stack (make up first)
+	@$(RUN) pytest tests/integration

@@ -1,0 +1,1 @@
+"""The local stack: real infrastructure as supervised processes on loopback."""

@@ -1,0 +1,53 @@
+"""Credentials of the local stack, generated once per state directory.
+
+Even on loopback the stack uses one database user and one RabbitMQ user per
+service, as in the cluster, so the code paths that carry credentials are the
+same everywhere. Passwords are random, kept in ``.stack/credentials.json``
+(mode 0600) and survive restarts; ``make clean`` forgets them with the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SERVICES = ("order", "point", "notification")
+
+
+@dataclass(frozen=True)
+class Account:
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    postgres_admin: Account
+    rabbitmq_admin: Account
+    postgres: dict[str, Account]
+    rabbitmq: dict[str, Account]
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Credentials:
+        if path.exists():
+            raw = json.loads(path.read_text())
+            return cls(
+                postgres_admin=Account(**raw["postgres_admin"]),
+                rabbitmq_admin=Account(**raw["rabbitmq_admin"]),
+                postgres={k: Account(**v) for k, v in raw["postgres"].items()},
+                rabbitmq={k: Account(**v) for k, v in raw["rabbitmq"].items()},
+            )
+        creds = cls(
+            postgres_admin=Account("stack", secrets.token_urlsafe(18)),
+            rabbitmq_admin=Account("stack", secrets.token_urlsafe(18)),
+            postgres={s: Account(s, secrets.token_urlsafe(18)) for s in SERVICES},
+            rabbitmq={s: Account(s, secrets.token_urlsafe(18)) for s in SERVICES},
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(creds), f, indent=2)
+        return creds

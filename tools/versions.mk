@@ -1,0 +1,12 @@
+# Pinned versions of every tool that is not a Python package. `make tools`
+# installs each into .tools/ (ignored by git) and reuses it when present.
+UV_VERSION          := 0.13.9
+HELM_VERSION        := v4.3.1
+KUBE_SCORE_VERSION  := v1.20.0
+KIND_VERSION        := v0.33.0
+TOXIPROXY_VERSION   := v2.5.0
+# Jaeger v2.13.0 (the v1.76.0 tag is on the same commit; see tools/jaeger/go.mod).
+JAEGER_VERSION      := v1.76.0
+# Kafka's own version is pinned in tools/kafka/pom.xml.
+KAFKA_VERSION       := 4.3.1
+JMX_EXPORTER_VERSION := 1.0.1
