@@ -86,8 +86,6 @@ async def up(
 ) -> None:
     started = time.monotonic()
     components = stack.components() if components is None else components
-    for c in components:
-        c.check_prerequisites()
     daemon_running = supervisor.is_running()
     running = (
         {n for n, p in supervisor.processes().items() if p.state in ACTIVE_STATES}
@@ -95,6 +93,8 @@ async def up(
         else set()
     )
     check_ports(stack, components, running)
+    for c in components:
+        c.check_prerequisites()
     for c in components:
         c.prepare()
     supervisor.write_config(components)
