@@ -4,12 +4,15 @@ waiting for it. Used by the CLI and by the tests' fault injection."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Sequence
 
 import psutil
 
 from stackctl import probes
+from stackctl.apps import Apps, Job
 from stackctl.components import Component, LocalStack
 from stackctl.credentials import Credentials
 from stackctl.provision import provision_postgres, provision_rabbitmq
@@ -81,11 +84,55 @@ def _failure(supervisor: Supervisor, component: Component, reason: str) -> str:
     )
 
 
+def all_components(stack: LocalStack) -> list[Component]:
+    return stack.components() + Apps(stack).components()
+
+
+async def start_and_wait(
+    stack: LocalStack, supervisor: Supervisor, components: Sequence[Component]
+) -> list[tuple[str, float]]:
+    for c in components:
+        supervisor.start(c.name)
+    results = await asyncio.gather(
+        *(wait_ready(stack, supervisor, c) for c in components), return_exceptions=True
+    )
+    failures = [str(r) for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise StackError("\n\n".join(failures))
+    return [
+        (c.name, took)
+        for c, took in zip(components, results, strict=True)
+        if not isinstance(took, BaseException)
+    ]
+
+
+def run_job(job: Job, timeout_s: float) -> float:
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            job.command,
+            env={**os.environ, **job.environment},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"job {job.name} did not finish within {timeout_s:.0f}s") from exc
+    if result.returncode != 0:
+        output = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        raise StackError(f"job {job.name} failed (exit {result.returncode}):\n{output}")
+    return time.monotonic() - started
+
+
 async def up(
     stack: LocalStack, supervisor: Supervisor, components: Sequence[Component] | None = None
 ) -> None:
+    """Start the infrastructure, provision it, run the jobs, start the services;
+    each phase waits for the previous one to be ready."""
     started = time.monotonic()
-    components = stack.components() if components is None else components
+    with_apps = components is None
+    components = all_components(stack) if components is None else components
     daemon_running = supervisor.is_running()
     running = (
         {n for n, p in supervisor.processes().items() if p.state in ACTIVE_STATES}
@@ -102,27 +149,24 @@ async def up(
         supervisor.apply_config()
     else:
         supervisor.start_daemon()
-    wanted = [c for c in components if c.autostart]
-    for c in wanted:
-        supervisor.start(c.name)
-    results = await asyncio.gather(
-        *(wait_ready(stack, supervisor, c) for c in wanted), return_exceptions=True
-    )
-    failures = [str(r) for r in results if isinstance(r, BaseException)]
-    if failures:
-        raise StackError("\n\n".join(failures))
+
+    timings = await start_and_wait(stack, supervisor, [c for c in components if c.autostart])
     names = {c.name for c in components}
     if "postgres" in names:
         await provision_postgres(stack)
     if "rabbitmq" in names:
         await provision_rabbitmq(stack)
-    for c, took in zip(wanted, results, strict=True):
-        print(f"  {c.name:<14} ready after {took:5.1f}s")
+    if with_apps:
+        for job in Apps(stack).jobs():
+            timings.append((job.name, run_job(job, stack.s.ready_timeout_s)))
+    timings += await start_and_wait(stack, supervisor, [c for c in components if not c.autostart])
+    for name, took in timings:
+        print(f"  {name:<20} ready after {took:5.1f}s")
     print(f"stack ready in {time.monotonic() - started:.1f}s (state in {stack.s.state_dir})")
 
 
 async def status(stack: LocalStack, supervisor: Supervisor) -> bool:
-    components = stack.components()
+    components = all_components(stack)
     if not supervisor.is_running():
         print("stack is down (supervisord not running)")
         return False
@@ -136,7 +180,7 @@ async def status(stack: LocalStack, supervisor: Supervisor) -> bool:
         return "yes"
 
     readiness = await asyncio.gather(*(check(c) for c in components))
-    print(f"{'COMPONENT':<14} {'STATE':<9} {'READY':<6} {'RSS MiB':>8}  {'PROCESS':<28} PORTS")
+    print(f"{'COMPONENT':<20} {'STATE':<9} {'READY':<6} {'RSS MiB':>8}  {'PROCESS':<28} PORTS")
     all_ready = True
     total_rss = 0
     for c, ready in zip(components, readiness, strict=True):
@@ -147,11 +191,11 @@ async def status(stack: LocalStack, supervisor: Supervisor) -> bool:
         ports = " ".join(f"{role}={port}" for role, port in c.ports.items())
         flag, _, why = ready.partition(" ")
         description = info.description if info else ""
-        print(f"{c.name:<14} {state:<9} {flag:<6} {rss / 2**20:8.0f}  {description:<28} {ports}")
+        print(f"{c.name:<20} {state:<9} {flag:<6} {rss / 2**20:8.0f}  {description:<28} {ports}")
         if why:
-            print(f"{'':<14} {why}")
+            print(f"{'':<20} {why}")
         all_ready = all_ready and flag == "yes"
-    print(f"{'total':<30} {total_rss / 2**20:8.0f}")
+    print(f"{'total':<36} {total_rss / 2**20:8.0f}")
     return all_ready
 
 
@@ -182,5 +226,5 @@ async def restart(stack: LocalStack, supervisor: Supervisor, name: str) -> None:
 
 async def start(stack: LocalStack, supervisor: Supervisor, name: str) -> None:
     supervisor.start(name)
-    component = next(c for c in stack.components() if c.name == name)
+    component = next(c for c in all_components(stack) if c.name == name)
     await wait_ready(stack, supervisor, component)

@@ -51,6 +51,10 @@ class StackSettings(BaseSettings):
     jaeger_health_port: int = 30133
     jaeger_metrics_port: int = 30888
 
+    # The system's own processes.
+    order_service_port: int = 30800
+    order_relay_port: int = 30801
+
     kafka_heap: str = "512m"
     # How long `up` waits for one component to become ready before failing.
     ready_timeout_s: float = 90.0

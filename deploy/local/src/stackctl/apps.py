@@ -1,0 +1,121 @@
+"""The system's own processes in the local stack: one-shot jobs (topology
+provisioning, migrations) and the services with their outbox relays.
+
+Each process gets exactly the environment variables its settings class reads,
+the same ones the Helm chart sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stackctl import probes
+from stackctl.components import Component, LocalStack
+
+
+@dataclass(frozen=True)
+class Job:
+    """A command that must succeed once before the services start."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+class Apps:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.s = stack.s
+        self.bin = self.s.root / ".venv" / "bin"
+
+    # -- environment groups, one per settings group in messaging.settings ---
+    def telemetry_env(self, name: str) -> dict[str, str]:
+        return {
+            "OTEL_SERVICE_NAME": name,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{self.s.host}:{self.s.jaeger_otlp_grpc_port}",
+            "LOG_LEVEL": "INFO",
+        }
+
+    def database_env(self, service: str) -> dict[str, str]:
+        account = self.stack.creds.postgres[service]
+        return {
+            "DATABASE_HOST": self.s.host,
+            "DATABASE_PORT": str(self.s.postgres_port),
+            "DATABASE_NAME": service,
+            "DATABASE_USER": account.user,
+            "DATABASE_PASSWORD": account.password,
+        }
+
+    def kafka_env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.stack.kafka_bootstrap}
+
+    def rabbitmq_env(self, service: str | None) -> dict[str, str]:
+        account = self.stack.creds.rabbitmq[service] if service else self.stack.creds.rabbitmq_admin
+        return {
+            "RABBITMQ_HOST": self.s.host,
+            "RABBITMQ_PORT": str(self.s.rabbitmq_port),
+            "RABBITMQ_VHOST": "/",
+            "RABBITMQ_USER": account.user,
+            "RABBITMQ_PASSWORD": account.password,
+        }
+
+    def http_env(self, port: int) -> dict[str, str]:
+        return {"HTTP_HOST": self.s.host, "HTTP_PORT": str(port)}
+
+    # -- processes ----------------------------------------------------------
+    def service(self, name: str, command: list[str], env: dict[str, str], port: int) -> Component:
+        url = f"http://{self.s.host}:{port}/health/ready"
+        return Component(
+            name=name,
+            command=command,
+            ports={"http": port},
+            probe=lambda: probes.http_ok(url),
+            environment=env,
+            needs={command[0]: "run `make venv`"},
+            autostart=False,
+            stopwaitsecs=30,
+            priority=50,
+        )
+
+    def relay(self, service: str, port: int) -> Component:
+        env = {
+            **self.database_env(service),
+            **self.kafka_env(),
+            **self.rabbitmq_env(service),
+            **self.telemetry_env(f"{service}-relay"),
+            **self.http_env(port),
+            "OUTBOX_TABLE": "outbox",
+        }
+        return self.service(f"{service}-relay", [str(self.bin / "outbox-relay"), "run"], env, port)
+
+    def order_service_env(self) -> dict[str, str]:
+        return {
+            **self.database_env("order"),
+            **self.telemetry_env("order-service"),
+            **self.http_env(self.s.order_service_port),
+        }
+
+    def components(self) -> list[Component]:
+        return [
+            self.service(
+                "order-service",
+                [str(self.bin / "order-service"), "serve"],
+                self.order_service_env(),
+                self.s.order_service_port,
+            ),
+            self.relay("order", self.s.order_relay_port),
+        ]
+
+    def jobs(self) -> list[Job]:
+        return [
+            Job(
+                "provision-topology",
+                [str(self.bin / "provision-topology")],
+                {**self.kafka_env(), **self.rabbitmq_env(None)},
+            ),
+            Job(
+                "order-migrate",
+                [str(self.bin / "order-service"), "migrate"],
+                self.order_service_env(),
+            ),
+        ]

@@ -1,0 +1,36 @@
+"""Writes outgoing messages as outbox rows inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messaging.envelope import OutgoingMessage, RabbitRoute, json_ready
+
+
+def outbox_row(message: OutgoingMessage) -> dict[str, Any]:
+    destination = message.destination
+    return {
+        "message_id": message.id,
+        "message_type": message.type,
+        "destination_kind": destination.kind,
+        "destination": destination.name,
+        "routing_key": destination.routing_key if isinstance(destination, RabbitRoute) else None,
+        "ordering_key": message.ordering_key or message.subject,
+        "payload": json_ready(message.data),
+        "schema_version": message.data.SCHEMA_VERSION,
+        "headers": {"ce": message.cloudevent_attributes(), "trace": dict(message.trace_headers)},
+        "priority": message.priority,
+        "best_effort": message.best_effort,
+    }
+
+
+async def write_to_outbox(
+    session: AsyncSession, table: Table, messages: Sequence[OutgoingMessage]
+) -> None:
+    """Insert the messages with the session's current transaction; never commits."""
+    if messages:
+        await session.execute(insert(table), [outbox_row(m) for m in messages])

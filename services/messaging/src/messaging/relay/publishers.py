@@ -1,0 +1,329 @@
+"""Publishing outbox rows to Kafka and RabbitMQ, one batch at a time.
+
+Each row gets one outcome:
+- SENT: the broker has it (Kafka acks=all from the idempotent producer;
+  RabbitMQ publisher confirm of a persistent, mandatory message);
+- RETRY: the message itself failed (unroutable, unknown topic or exchange,
+  rejected); counts as an attempt, retried with backoff, then failed;
+- PERMANENT: it can never succeed as it is (too large); fails at once;
+- UNAVAILABLE: the broker could not be reached; the row is left untouched
+  (no attempt counted) and the relay pauses that broker with backoff, so an
+  outage only delays messages, never fails them.
+
+Both clients are used directly rather than through FastStream's publishers:
+the relay must set every header itself (CloudEvents binary mode and the trace
+context stored with the row, which FastStream's tracing middleware would
+replace), and it publishes whole batches with per-message outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import aio_pika
+import aio_pika.abc
+import aiormq.exceptions
+from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from messaging.envelope import CORRELATION_ID
+from messaging.relay.store import OutboxRow
+
+log = logging.getLogger(__name__)
+JSON = JSONFormat()
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    row: OutboxRow
+    outcome: Outcome
+    error: str | None = None
+
+
+class Publisher(Protocol):
+    kind: str
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> list[Result]: ...
+
+    async def close(self) -> None: ...
+
+
+def cloudevent(row: OutboxRow) -> CloudEvent:
+    attributes: dict[str, Any] = dict(row.headers["ce"])
+    attributes["time"] = datetime.fromisoformat(attributes["time"])
+    return CloudEvent(attributes, row.payload)
+
+
+class PublishSpans:
+    """One PRODUCER span per message, child of the trace stored with the row,
+    so that the consumer continues the trace of the original request."""
+
+    def __init__(self, system: str) -> None:
+        self.system = system
+        self.tracer = trace.get_tracer("messaging.relay")
+
+    def start(self, row: OutboxRow, destination: str) -> tuple[trace.Span, dict[str, str]]:
+        parent = propagate.extract(row.headers.get("trace", {}))
+        span = self.tracer.start_span(
+            f"{destination} publish",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": self.system,
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": destination,
+                "messaging.message.id": str(row.message_id),
+                "messaging.message.conversation_id": row.headers["ce"].get(CORRELATION_ID, ""),
+            },
+        )
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        return span, carrier
+
+    @staticmethod
+    def end(span: trace.Span, result: Result) -> None:
+        if result.outcome is not Outcome.SENT:
+            span.set_status(Status(StatusCode.ERROR, result.error))
+        span.set_attribute("messaging.outbox.outcome", result.outcome.value)
+        span.end()
+
+
+class KafkaPublisher:
+    kind = "kafka"
+
+    def __init__(self, bootstrap_servers: str, timeout_s: float, linger_ms: int) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout_s = timeout_s
+        self.linger_ms = linger_ms
+        self.spans = PublishSpans("kafka")
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _connected(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                # Broker-side de-duplication of producer retries; keeps per-partition order.
+                enable_idempotence=True,
+                linger_ms=self.linger_ms,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=int(self.timeout_s * 1000),
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self.timeout_s)
+            except BaseException:
+                await _quietly(producer.stop())
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await _quietly(producer.stop())
+
+    async def _broker_reachable(self, producer: AIOKafkaProducer) -> bool:
+        try:
+            return bool(await asyncio.wait_for(producer.client.force_metadata_update(), 3))
+        except (TimeoutError, kafka_errors.KafkaError):
+            return False
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> list[Result]:
+        try:
+            producer = await self._connected()
+        except (TimeoutError, OSError, kafka_errors.KafkaError) as exc:
+            return [Result(r, Outcome.UNAVAILABLE, f"kafka: {exc!r}") for r in rows]
+
+        # Resolve each topic's metadata once per batch: a missing topic must not
+        # make every one of its messages wait a full metadata timeout.
+        topic_errors: dict[str, Result | None] = {}
+        for topic in {r.destination for r in rows}:
+            try:
+                await asyncio.wait_for(producer.partitions_for(topic), min(self.timeout_s, 3))
+                topic_errors[topic] = None
+            except (TimeoutError, kafka_errors.KafkaError) as exc:
+                if await self._broker_reachable(producer):
+                    topic_errors[topic] = Result(rows[0], Outcome.RETRY, f"unknown topic {topic!r}")
+                else:
+                    topic_errors[topic] = Result(rows[0], Outcome.UNAVAILABLE, f"kafka: {exc!r}")
+
+        results: list[Result | None] = [None] * len(rows)
+        pending: list[tuple[int, trace.Span, asyncio.Future[Any]]] = []
+        for i, row in enumerate(rows):
+            failure = topic_errors[row.destination]
+            if failure is not None:
+                results[i] = Result(row, failure.outcome, failure.error)
+                continue
+            span, trace_headers = self.spans.start(row, row.destination)
+            record = ce_kafka.to_binary(cloudevent(row), JSON)
+            headers = [(k, v) for k, v in record.headers.items()]
+            headers += [(k, v.encode()) for k, v in trace_headers.items()]
+            try:
+                future = await producer.send(
+                    row.destination,
+                    value=record.value,
+                    key=row.ordering_key.encode(),
+                    headers=headers,
+                )
+            except kafka_errors.MessageSizeTooLargeError as exc:
+                results[i] = Result(row, Outcome.PERMANENT, f"kafka: {exc!r}")
+                self.spans.end(span, results[i])  # type: ignore[arg-type]
+                continue
+            except (TimeoutError, kafka_errors.KafkaError) as exc:
+                results[i] = Result(row, Outcome.UNAVAILABLE, f"kafka: {exc!r}")
+                self.spans.end(span, results[i])  # type: ignore[arg-type]
+                continue
+            pending.append((i, span, future))
+
+        delivered = await asyncio.gather(*(f for _, _, f in pending), return_exceptions=True)
+        unreachable = False
+        for (i, span, _), outcome in zip(pending, delivered, strict=True):
+            row = rows[i]
+            if not isinstance(outcome, BaseException):
+                results[i] = Result(row, Outcome.SENT)
+            elif isinstance(outcome, kafka_errors.MessageSizeTooLargeError):
+                results[i] = Result(row, Outcome.PERMANENT, f"kafka: {outcome!r}")
+            else:
+                unreachable = True
+                results[i] = Result(row, Outcome.UNAVAILABLE, f"kafka: {outcome!r}")
+            self.spans.end(span, results[i])  # type: ignore[arg-type]
+
+        if unreachable or any(r is not None and r.outcome is Outcome.UNAVAILABLE for r in results):
+            if await self._broker_reachable(producer):
+                # The broker answers: these were message-level failures after all.
+                results = [
+                    Result(r.row, Outcome.RETRY, r.error)
+                    if r is not None and r.outcome is Outcome.UNAVAILABLE
+                    else r
+                    for r in results
+                ]
+            else:
+                # A fresh producer (new idempotence session) once the broker is back.
+                await self.close()
+        return [r for r in results if r is not None]
+
+
+class RabbitPublisher:
+    kind = "rabbitmq"
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.spans = PublishSpans("rabbitmq")
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+
+    async def _channel_open(self) -> aio_pika.abc.AbstractChannel:
+        if self._connection is None or self._connection.is_closed:
+            self._channel = None
+            self._connection = await aio_pika.connect(self.url, timeout=self.timeout_s)
+        if self._channel is None or self._channel.is_closed:
+            self._exchanges = {}
+            self._channel = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+        return self._channel
+
+    async def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            await _quietly(connection.close())
+
+    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        """The exchange, checked once per channel with a passive declare: a missing
+        exchange is a message-level failure, not a reason to drop the channel
+        under every other message of the batch."""
+        if name not in self._exchanges:
+            channel = await self._channel_open()
+            if name == "":
+                self._exchanges[name] = channel.default_exchange
+            else:
+                self._exchanges[name] = await channel.get_exchange(name, ensure=True)
+        return self._exchanges[name]
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> list[Result]:
+        try:
+            await asyncio.wait_for(self._channel_open(), self.timeout_s)
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+            await self.close()
+            return [Result(r, Outcome.UNAVAILABLE, f"rabbitmq: {exc!r}") for r in rows]
+
+        exchanges: dict[str, aio_pika.abc.AbstractExchange | Result] = {}
+        for name in {r.destination for r in rows}:
+            try:
+                exchanges[name] = await asyncio.wait_for(self._exchange(name), self.timeout_s)
+            except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                exchanges[name] = Result(rows[0], Outcome.RETRY, f"rabbitmq: {exc}")
+            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+                exchanges[name] = Result(rows[0], Outcome.UNAVAILABLE, f"rabbitmq: {exc!r}")
+
+        results = await asyncio.gather(*(self._publish_one(row, exchanges) for row in rows))
+        if any(r.outcome is Outcome.UNAVAILABLE for r in results):
+            await self.close()
+        return list(results)
+
+    async def _publish_one(
+        self,
+        row: OutboxRow,
+        exchanges: Mapping[str, aio_pika.abc.AbstractExchange | Result],
+    ) -> Result:
+        exchange = exchanges[row.destination]
+        if isinstance(exchange, Result):
+            return Result(row, exchange.outcome, exchange.error)
+        span, trace_headers = self.spans.start(row, f"{row.destination}/{row.routing_key}")
+        event = cloudevent(row)
+        binary = ce_rabbitmq.to_binary(event, JSON)
+        ce = row.headers["ce"]
+        message = aio_pika.Message(
+            body=binary.body,
+            headers={**binary.headers, **trace_headers},
+            content_type=binary.content_type,
+            message_id=str(row.message_id),
+            correlation_id=ce.get(CORRELATION_ID),
+            type=row.message_type,
+            app_id=ce.get("source"),
+            timestamp=event.get_time(),
+            priority=row.priority,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            await exchange.publish(
+                message, routing_key=row.routing_key or "", mandatory=True, timeout=self.timeout_s
+            )
+            result = Result(row, Outcome.SENT)
+        except aio_pika.exceptions.DeliveryError as exc:
+            reply = getattr(exc.frame, "reply_text", None) or "nacked"
+            result = Result(row, Outcome.RETRY, f"rabbitmq: not delivered: {reply}")
+        except aiormq.exceptions.ChannelClosed as exc:
+            result = Result(row, Outcome.RETRY, f"rabbitmq: channel closed: {exc}")
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+            result = Result(row, Outcome.UNAVAILABLE, f"rabbitmq: {exc!r}")
+        self.spans.end(span, result)
+        return result
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await asyncio.wait_for(awaitable, 5)
+    except Exception:
+        log.debug("closing a broker client failed", exc_info=True)

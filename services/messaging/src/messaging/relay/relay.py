@@ -1,0 +1,295 @@
+"""The outbox relay: drains one service's outbox table to Kafka and RabbitMQ.
+
+Runs as a sidecar next to the service, one or more replicas per table. See
+docs/outbox-relay.md for the design; in short:
+
+- claim: ``FOR UPDATE SKIP LOCKED`` on the oldest unsent row of each
+  (destination, ordering key), inside a transaction held while the batch is
+  published; the row locks are the lease. Replicas never publish two rows of
+  one key concurrently, and a later row of a key is claimable only once every
+  earlier one is sent, so per-key order holds across replicas and crashes;
+- wake on LISTEN/NOTIFY, with a polling fallback;
+- outcomes: sent; retried with exponential backoff and jitter, then kept as
+  failed (the failure log, re-driven with ``outbox-relay failures retry``);
+  best-effort rows dropped after a short retry; a broker outage pauses that
+  broker without spending any message's attempts;
+- SIGTERM: stop claiming, finish the batch in flight, exit. SIGKILL: the
+  database aborts the transaction, the rows stay pending, and the next claim
+  publishes them again with the same message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+
+from messaging.outbox.schema import notify_channel
+from messaging.relay import metrics
+from messaging.relay.publishers import (
+    KafkaPublisher,
+    Outcome,
+    Publisher,
+    RabbitPublisher,
+    Result,
+)
+from messaging.relay.settings import RelaySettings
+from messaging.relay.store import OutboxRow, OutboxStore, Retry
+
+log = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
+    """Exponential backoff with full jitter.
+
+    Written here rather than taken from a retry library because the schedule
+    is not a loop in this process: it is stored in the row (next_attempt_at)
+    and survives restarts and hand-overs between replicas.
+    """
+    return random.uniform(0, min(cap_s, base_s * 2 ** max(attempt - 1, 0)))  # noqa: S311
+
+
+def default_publishers(settings: RelaySettings) -> dict[str, Publisher]:
+    return {
+        "kafka": KafkaPublisher(
+            settings.kafka_bootstrap_servers,
+            settings.relay_publish_timeout_s,
+            settings.relay_kafka_linger_ms,
+        ),
+        "rabbitmq": RabbitPublisher(settings.rabbitmq_url(), settings.relay_publish_timeout_s),
+    }
+
+
+class OutboxRelay:
+    def __init__(
+        self, settings: RelaySettings, publishers: Mapping[str, Publisher] | None = None
+    ) -> None:
+        self.s = settings
+        self.store = OutboxStore(settings.outbox_table)
+        self.publishers = dict(publishers or default_publishers(settings))
+        self.pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._paused_until: dict[str, float] = defaultdict(float)
+        self._broker_failures: dict[str, int] = defaultdict(int)
+        self._database_failures = 0
+        self.heartbeat = time.monotonic()
+        for kind in self.publishers:
+            metrics.BROKER_AVAILABLE.labels(kind).set(1)
+
+    # -- lifecycle ----------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.pool is not None
+
+    def stop(self) -> None:
+        """Stop claiming; the batch in flight is finished, then run() returns."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        stats = asyncio.create_task(self._stats_loop(), name="outbox-stats")
+        try:
+            while not self._stopping.is_set():
+                self.heartbeat = time.monotonic()
+                try:
+                    await self._connect()
+                    claimed = await self.drain_once()
+                    self._database_failures = 0
+                except DATABASE_ERRORS as exc:
+                    metrics.DATABASE_ERRORS.inc()
+                    self._database_failures += 1
+                    delay = backoff_delay(self._database_failures, 0.5, 10)
+                    log.warning("outbox database unavailable (%r); retrying in %.1fs", exc, delay)
+                    await self._sleep(delay)
+                    continue
+                if claimed < self.s.relay_batch_size:
+                    await self._wait_for_work()
+        finally:
+            stats.cancel()
+            await asyncio.gather(stats, return_exceptions=True)
+            await self._close()
+
+    async def _connect(self) -> None:
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(
+                self.s.database_dsn(),
+                min_size=1,
+                max_size=2,
+                timeout=self.s.database_connect_timeout_s,
+                command_timeout=self.s.database_statement_timeout_s,
+                server_settings={
+                    "application_name": f"outbox-relay:{self.s.outbox_table}",
+                    # A relay that hangs mid-batch must not hold its leases for ever.
+                    "idle_in_transaction_session_timeout": str(
+                        int((self.s.relay_publish_timeout_s * 3 + 30) * 1000)
+                    ),
+                },
+            )
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await asyncpg.connect(
+                self.s.database_dsn(), timeout=self.s.database_connect_timeout_s
+            )
+            await self._listener.add_listener(
+                notify_channel(self.s.outbox_table), lambda *_: self._wake.set()
+            )
+
+    async def _close(self) -> None:
+        for publisher in self.publishers.values():
+            await publisher.close()
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _wait_for_work(self) -> None:
+        timeout = self.s.relay_poll_interval_s
+        paused = [t for t in self._paused_until.values() if t > time.monotonic()]
+        if paused:
+            timeout = min(timeout, max(min(paused) - time.monotonic(), 0.01))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    # -- one batch ----------------------------------------------------------
+    async def drain_once(self) -> int:
+        """Claim, publish and record one batch; return the number of rows claimed."""
+        now = time.monotonic()
+        kinds = [k for k in self.publishers if self._paused_until[k] <= now]
+        if not kinds or self.pool is None:
+            return 0
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await self.store.claim(conn, self.s.relay_batch_size, kinds)
+            if not rows:
+                return 0
+            results = await self._publish(rows)
+            sent = [r.row for r in results if r.outcome is Outcome.SENT]
+            await self.store.mark_sent(conn, [row.id for row in sent])
+            retries = [
+                Retry(
+                    r.row.id,
+                    r.error or r.outcome.value,
+                    self._retry_delay(r.row),
+                    permanent=r.outcome is Outcome.PERMANENT,
+                )
+                for r in results
+                if r.outcome in (Outcome.RETRY, Outcome.PERMANENT)
+            ]
+            new_states = await self.store.mark_retry(
+                conn, retries, self.s.relay_max_attempts, self.s.relay_best_effort_max_attempts
+            )
+        self._observe(results, sent, new_states)
+        metrics.BATCH_SIZE.observe(len(rows))
+        metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+        return len(rows)
+
+    def _retry_delay(self, row: OutboxRow) -> float:
+        if row.best_effort:
+            return self.s.relay_backoff_base_s
+        return backoff_delay(
+            row.attempts + 1, self.s.relay_backoff_base_s, self.s.relay_backoff_max_s
+        )
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> list[Result]:
+        by_kind: dict[str, list[OutboxRow]] = defaultdict(list)
+        for row in rows:
+            by_kind[row.destination_kind].append(row)
+        batches = await asyncio.gather(
+            *(self.publishers[kind].publish(batch) for kind, batch in by_kind.items())
+        )
+        results = [r for batch in batches for r in batch]
+        for kind in by_kind:
+            outcomes = {r.outcome for r in results if r.row.destination_kind == kind}
+            if Outcome.UNAVAILABLE in outcomes:
+                self._pause(
+                    kind, next(r.error for r in results if r.outcome is Outcome.UNAVAILABLE)
+                )
+            else:
+                self._broker_failures[kind] = 0
+                metrics.BROKER_AVAILABLE.labels(kind).set(1)
+        return results
+
+    def _pause(self, kind: str, error: str | None) -> None:
+        self._broker_failures[kind] += 1
+        delay = backoff_delay(self._broker_failures[kind], 0.5, self.s.relay_backoff_max_s / 2)
+        self._paused_until[kind] = time.monotonic() + delay
+        metrics.BROKER_AVAILABLE.labels(kind).set(0)
+        log.warning("%s unavailable (%s); pausing it for %.1fs", kind, error, delay)
+
+    def _observe(
+        self,
+        results: Sequence[Result],
+        sent: Sequence[OutboxRow],
+        new_states: Sequence[tuple[int, str, str]],
+    ) -> None:
+        now = datetime.now(UTC)
+        for row in sent:
+            metrics.PUBLISHED.labels(row.destination_kind, row.destination, "sent").inc()
+            metrics.PUBLISH_LATENCY.labels(row.destination_kind).observe(
+                (now - row.created_at).total_seconds()
+            )
+        kinds = {r.row.id: r.row.destination_kind for r in results}
+        for row_id, state, destination in new_states:
+            outcome = "retry" if state == "pending" else state
+            metrics.PUBLISHED.labels(kinds[row_id], destination, outcome).inc()
+            if state != "pending":
+                log.error(
+                    "outbox message %s %s after its last attempt",
+                    next(r.row.message_id for r in results if r.row.id == row_id),
+                    state,
+                )
+        for r in results:
+            if r.outcome is Outcome.UNAVAILABLE:
+                metrics.PUBLISHED.labels(
+                    r.row.destination_kind, r.row.destination, "unavailable"
+                ).inc()
+
+    # -- gauges and retention -----------------------------------------------
+    async def _stats_loop(self) -> None:
+        known: set[str] = set()
+        while True:
+            await asyncio.sleep(self.s.relay_stats_interval_s)
+            if self.pool is None:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    stats = await self.store.stats(conn)
+                    while (
+                        purged := await self.store.purge_finished(
+                            conn, self.s.relay_retention_s, 5000
+                        )
+                    ) > 0:
+                        metrics.PURGED.inc(purged)
+            except DATABASE_ERRORS as exc:
+                log.warning("outbox stats failed: %r", exc)
+                continue
+            seen = {s.destination for s in stats}
+            for gone in known - seen:
+                for gauge in (
+                    metrics.PENDING,
+                    metrics.OLDEST_PENDING_AGE,
+                    metrics.FAILED,
+                    metrics.BLOCKED,
+                ):
+                    gauge.labels(gone).set(0)
+            known |= seen
+            for s in stats:
+                metrics.PENDING.labels(s.destination).set(s.pending)
+                metrics.OLDEST_PENDING_AGE.labels(s.destination).set(s.oldest_pending_age_s)
+                metrics.FAILED.labels(s.destination).set(s.failed)
+                metrics.BLOCKED.labels(s.destination).set(s.blocked)

@@ -1,0 +1,137 @@
+"""Every Kafka topic and RabbitMQ exchange and queue of the system, in one place,
+and the idempotent provisioning of them (``provision-topology``).
+
+The local stack runs provisioning after the brokers are ready; the Helm chart
+runs the same command in a hook Job. Services never create topology on the fly
+(Kafka's automatic topic creation is off), so a typo is an error, not a new
+topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from messaging.envelope import KafkaTopic, RabbitRoute
+from messaging.settings import SETTINGS_CONFIG, KafkaSettings, RabbitMQSettings
+
+log = logging.getLogger(__name__)
+
+# -- Kafka: events ---------------------------------------------------------
+ORDERS = KafkaTopic("orders")
+POINTS = KafkaTopic("points")
+
+# -- RabbitMQ: commands ----------------------------------------------------
+COMMANDS_EXCHANGE = "commands"
+NOTIFICATION_SEND = RabbitRoute(COMMANDS_EXCHANGE, "notification.send")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    exchange: str
+    routing_key: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+TOPICS = (
+    TopicSpec(ORDERS.topic, partitions=6, config={"min.insync.replicas": "1"}),
+    TopicSpec(POINTS.topic, partitions=6, config={"min.insync.replicas": "1"}),
+)
+
+EXCHANGES = (COMMANDS_EXCHANGE,)
+
+QUEUES = (
+    QueueSpec(
+        NOTIFICATION_SEND.routing_key,
+        COMMANDS_EXCHANGE,
+        NOTIFICATION_SEND.routing_key,
+        # Classic queue: RabbitMQ 3.10 quorum queues do not support priorities.
+        {"x-queue-type": "classic", "x-max-priority": 10},
+    ),
+)
+
+
+class ProvisionSettings(KafkaSettings, RabbitMQSettings):
+    model_config = SETTINGS_CONFIG
+
+    kafka_replication_factor: int = 1
+
+
+async def provision_kafka(
+    settings: ProvisionSettings, topics: Sequence[TopicSpec] = TOPICS
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            # Another provisioner may win the race; the topic exists either way.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            t.name,
+                            num_partitions=t.partitions,
+                            replication_factor=settings.kafka_replication_factor,
+                            topic_configs=t.config,
+                        )
+                        for t in missing
+                    ]
+                )
+        for t in missing:
+            log.info("created topic %s (%d partitions)", t.name, t.partitions)
+    finally:
+        await admin.close()
+
+
+async def provision_rabbitmq(
+    settings: ProvisionSettings,
+    exchanges: Sequence[str] = EXCHANGES,
+    queues: Sequence[QueueSpec] = QUEUES,
+) -> None:
+    connection = await aio_pika.connect(settings.rabbitmq_url(), timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        declared = {
+            name: await channel.declare_exchange(name, aio_pika.ExchangeType.DIRECT, durable=True)
+            for name in exchanges
+        }
+        for q in queues:
+            queue = await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
+            await queue.bind(declared[q.exchange], routing_key=q.routing_key)
+
+
+async def provision(settings: ProvisionSettings) -> None:
+    await asyncio.gather(provision_kafka(settings), provision_rabbitmq(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="provision-topology", description=__doc__.split("\n")[0]
+    ).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    asyncio.run(provision(ProvisionSettings()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Loads and saves order aggregates through a SQLAlchemy session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_service.adapters.orm import order_lines, orders
+from order_service.domain.model import Line, Order, OrderStatus
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.seen: list[Order] = []
+
+    async def add(self, order: Order) -> None:
+        await self.session.execute(
+            insert(orders).values(
+                id=order.id,
+                customer_id=order.customer_id,
+                customer_email=order.customer_email,
+                currency=order.currency,
+                total=order.total,
+                status=order.status.value,
+                created_at=order.created_at,
+            )
+        )
+        await self.session.execute(
+            insert(order_lines),
+            [
+                {
+                    "order_id": order.id,
+                    "line_no": n,
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                }
+                for n, line in enumerate(order.lines)
+            ],
+        )
+        self.seen.append(order)
+
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        """`for_update` takes the order's row lock: writers of one order are
+        serialized, which is what keeps its outbox rows in causal order."""
+        query = select(orders).where(orders.c.id == order_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().one_or_none()
+        if row is None:
+            return None
+        order = (await self._with_lines([row]))[0]
+        if for_update:
+            self.seen.append(order)
+        return order
+
+    async def list_by_customer(self, customer_id: str, limit: int) -> list[Order]:
+        rows = (
+            (
+                await self.session.execute(
+                    select(orders)
+                    .where(orders.c.customer_id == customer_id)
+                    .order_by(orders.c.created_at.desc())
+                    .limit(limit)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        return await self._with_lines(rows)
+
+    async def save_status(self, order: Order) -> None:
+        await self.session.execute(
+            update(orders)
+            .where(orders.c.id == order.id)
+            .values(status=order.status.value, cancelled_at=order.cancelled_at)
+        )
+
+    async def _with_lines(self, rows: Sequence[RowMapping]) -> list[Order]:
+        ids = [r["id"] for r in rows]
+        lines = (
+            (
+                await self.session.execute(
+                    select(order_lines)
+                    .where(order_lines.c.order_id.in_(ids))
+                    .order_by(order_lines.c.order_id, order_lines.c.line_no)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        by_order: dict[uuid.UUID, list[Line]] = {i: [] for i in ids}
+        for line in lines:
+            by_order[line["order_id"]].append(
+                Line(line["sku"], line["quantity"], line["unit_price"])
+            )
+        return [
+            Order(
+                id=r["id"],
+                customer_id=r["customer_id"],
+                customer_email=r["customer_email"],
+                currency=r["currency"],
+                lines=by_order[r["id"]],
+                status=OrderStatus(r["status"]),
+                created_at=r["created_at"],
+                cancelled_at=r["cancelled_at"],
+            )
+            for r in rows
+        ]
