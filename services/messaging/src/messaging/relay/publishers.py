@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,8 @@ from messaging.relay.store import OutboxRow
 
 log = logging.getLogger(__name__)
 JSON = JSONFormat()
+# How long a topic found missing fails fast before its metadata is asked again.
+MISSING_TOPIC_RECHECK_S = 10.0
 
 
 class Outcome(enum.Enum):
@@ -116,6 +119,7 @@ class KafkaPublisher:
         self.linger_ms = linger_ms
         self.spans = PublishSpans("kafka")
         self._producer: AIOKafkaProducer | None = None
+        self._missing_topics: dict[str, float] = {}
 
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -154,14 +158,20 @@ class KafkaPublisher:
             return [Result(r, Outcome.UNAVAILABLE, f"kafka: {exc!r}") for r in rows]
 
         # Resolve each topic's metadata once per batch: a missing topic must not
-        # make every one of its messages wait a full metadata timeout.
+        # make every one of its messages wait a full metadata timeout, and once
+        # found missing it fails fast for a while instead of delaying every batch.
         topic_errors: dict[str, Result | None] = {}
+        now = time.monotonic()
         for topic in {r.destination for r in rows}:
+            if self._missing_topics.get(topic, 0) > now:
+                topic_errors[topic] = Result(rows[0], Outcome.RETRY, f"unknown topic {topic!r}")
+                continue
             try:
                 await asyncio.wait_for(producer.partitions_for(topic), min(self.timeout_s, 3))
                 topic_errors[topic] = None
             except (TimeoutError, kafka_errors.KafkaError) as exc:
                 if await self._broker_reachable(producer):
+                    self._missing_topics[topic] = time.monotonic() + MISSING_TOPIC_RECHECK_S
                     topic_errors[topic] = Result(rows[0], Outcome.RETRY, f"unknown topic {topic!r}")
                 else:
                     topic_errors[topic] = Result(rows[0], Outcome.UNAVAILABLE, f"kafka: {exc!r}")

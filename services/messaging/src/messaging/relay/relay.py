@@ -45,7 +45,15 @@ from messaging.relay.store import OutboxRow, OutboxStore, Retry
 
 log = logging.getLogger(__name__)
 
-DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# The database cannot be reached: wait and reconnect.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+DATABASE_ERRORS = (*DATABASE_UNAVAILABLE, asyncpg.PostgresError)
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
@@ -110,10 +118,15 @@ class OutboxRelay:
                     metrics.DATABASE_ERRORS.inc()
                     self._database_failures += 1
                     delay = backoff_delay(self._database_failures, 0.5, 10)
-                    log.warning("outbox database unavailable (%r); retrying in %.1fs", exc, delay)
+                    if isinstance(exc, DATABASE_UNAVAILABLE):
+                        log.warning("outbox database unavailable (%r); retry in %.1fs", exc, delay)
+                    else:
+                        log.exception("outbox query failed; retry in %.1fs", delay)
                     await self._sleep(delay)
                     continue
-                if claimed < self.s.relay_batch_size:
+                if claimed == 0:
+                    # Fewer rows than a batch can still mean more work: heads are
+                    # one per key, so only an empty claim means "nothing due".
                     await self._wait_for_work()
         finally:
             stats.cancel()
@@ -130,6 +143,14 @@ class OutboxRelay:
                 command_timeout=self.s.database_statement_timeout_s,
                 server_settings={
                     "application_name": f"outbox-relay:{self.s.outbox_table}",
+                    # The claim must walk the pending index in id order and stop
+                    # after `limit` heads. With stale statistics (a burst right
+                    # after a quiet period) the planner prefers a bitmap scan
+                    # plus sort that tests every pending row: 50 ms instead of
+                    # 3 ms per batch at 10k pending. These are the relay's own
+                    # connections and its only queries.
+                    "enable_bitmapscan": "off",
+                    "enable_sort": "off",
                     # A relay that hangs mid-batch must not hold its leases for ever.
                     "idle_in_transaction_session_timeout": str(
                         int((self.s.relay_publish_timeout_s * 3 + 30) * 1000)

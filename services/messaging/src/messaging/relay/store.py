@@ -132,11 +132,11 @@ class OutboxStore:
                 next_attempt_at = now() + make_interval(secs => f.delay),
                 state = case
                     when f.permanent
-                      or t.attempts + 1 >= (case when t.best_effort then $5 else $6 end)
+                      or t.attempts + 1 >= (case when t.best_effort then $5::int else $6::int end)
                     then (case when t.best_effort then '{DROPPED}' else '{FAILED}' end)
                     else '{PENDING}' end,
                 finished_at = case when t.best_effort
-                    and (f.permanent or t.attempts + 1 >= $5) then now() end
+                    and (f.permanent or t.attempts + 1 >= $5::int) then now() end
             from unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[])
                 as f(id, error, delay, permanent)
             where t.id = f.id
