@@ -86,6 +86,14 @@ status: ## Show each component and whether it is ready
 clean: ## Stop everything and delete all local state (.stack/)
 	@if [[ -x $(UV) ]]; then $(STACKCTL) clean; else rm -rf .stack; fi
 
+SERVICE ?= order
+.PHONY: relay-failures relay-redrive
+relay-failures: ## List the outbox failure log of SERVICE (order or point)
+	@$(STACKCTL) exec $(SERVICE)-relay -- $(CURDIR)/.venv/bin/outbox-relay failures list
+
+relay-redrive: ## Re-drive every failed outbox message of SERVICE
+	@$(STACKCTL) exec $(SERVICE)-relay -- $(CURDIR)/.venv/bin/outbox-relay failures retry --all
+
 ##@ Quality
 .PHONY: lint format typecheck
 lint: venv ## ruff lint and format check

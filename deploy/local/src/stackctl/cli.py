@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 
 from stackctl.components import PrerequisiteMissingError
-from stackctl.control import StackError, build, down, restart, start, status, up
+from stackctl.control import (
+    StackError,
+    all_components,
+    build,
+    down,
+    restart,
+    start,
+    status,
+    up,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for verb in ("start", "stop", "restart", "kill"):
         p = sub.add_parser(verb, help=f"{verb} one component by name")
         p.add_argument("name")
+    run = sub.add_parser(
+        "exec", help="run a command with a component's environment (e.g. the relay CLI)"
+    )
+    run.add_argument("name")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
     logs = sub.add_parser("logs", help="print the last lines of a component's log")
     logs.add_argument("name")
     logs.add_argument("-n", "--lines", type=int, default=60)
@@ -51,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(restart(stack, supervisor, args.name))
             case "kill":
                 supervisor.signal(args.name, "KILL")
+            case "exec":
+                component = next(c for c in all_components(stack) if c.name == args.name)
+                cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+                return subprocess.run(
+                    cmd, env={**os.environ, **component.environment}, check=False
+                ).returncode
             case "logs":
                 print(supervisor.tail(args.name, args.lines))
     except (StackError, PrerequisiteMissingError) as exc:
