@@ -260,3 +260,22 @@ async def outbox_errors(outbox: OutboxFixture) -> list[str]:
         ]
     finally:
         await conn.close()
+
+
+async def test_a_malformed_row_goes_to_the_failure_log_and_the_relay_keeps_going(
+    local_stack: LocalStack, outbox: OutboxFixture, topic: str, relays: Relays
+) -> None:
+    broken = probe_message(KafkaTopic(topic), "broken", 0)
+    outbox.insert([broken])
+    conn = await asyncpg.connect(outbox.dsn)
+    try:
+        await conn.execute(
+            f"update {outbox.name} set headers = '{{}}' where message_id = $1", broken.id
+        )
+    finally:
+        await conn.close()
+    outbox.insert(probe_message(KafkaTopic(topic), f"k{i}", 0) for i in range(10))
+    await relays.start()
+    assert await outbox.wait_until("state = 'sent'", 10) == 10
+    assert await outbox.wait_until("state = 'failed'", 1) == 1
+    assert "malformed outbox row" in (await outbox_errors(outbox))[0]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 
+from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage, RabbitRoute
 from messaging.outbox.schema import checked_table_name
-from messaging.relay.publishers import cloudevent
+from messaging.outbox.writer import outbox_row
 from messaging.relay.relay import backoff_delay
 from messaging.relay.settings import RelaySettings
 from messaging.relay.store import OutboxRow
@@ -46,42 +47,68 @@ def test_relay_settings_reject_a_bad_table_name(monkeypatch: pytest.MonkeyPatch)
         RelaySettings()
 
 
-def test_a_row_becomes_a_binary_mode_cloudevent_on_kafka() -> None:
-    message_id = uuid.uuid4()
-    row = OutboxRow(
+class Note(Contract):
+    TYPE: ClassVar[str] = "test.note"
+    SCHEMA_VERSION: ClassVar[int] = 3
+
+    text: str
+
+
+def note_to(destination: KafkaTopic | RabbitRoute) -> OutgoingMessage:
+    return OutgoingMessage(
+        Note(text="hi"), destination, "subject-1", "tests", MessageContext("c-1", "cause-1")
+    )
+
+
+def test_kafka_rows_carry_binary_mode_headers_the_cloudevents_sdk_reads_back() -> None:
+    message = note_to(KafkaTopic("notes"))
+    row = outbox_row(message)
+    record = ce_kafka.KafkaMessage(
+        headers={k: v.encode() for k, v in row["headers"]["binary"].items()},
+        key=b"subject-1",
+        value=json.dumps(row["payload"]).encode(),
+    )
+    event = ce_kafka.from_binary(record, JSONFormat())
+    assert event.get_id() == str(message.id)
+    assert event.get_type() == "test.note"
+    assert event.get_subject() == "subject-1"
+    assert event.get_time() == message.time
+    assert event.get_extension("schemaversion") == "3"
+    assert event.get_extension("correlationid") == "c-1"
+    assert event.get_extension("causationid") == "cause-1"
+    assert event.get_data() == {"text": "hi"}
+    assert row["headers"]["binary"]["content-type"] == "application/json"
+
+
+def test_rabbitmq_rows_carry_ce_dash_headers() -> None:
+    message = note_to(RabbitRoute("commands", "notes"))
+    binary = outbox_row(message)["headers"]["binary"]
+    assert binary["ce-id"] == str(message.id)
+    assert binary["ce-type"] == "test.note"
+    assert binary["ce-schemaversion"] == "3"
+    event = ce_rabbitmq.from_binary(
+        ce_rabbitmq.RabbitMQMessage(headers=binary, content_type="application/json", body=b"{}"),
+        JSONFormat(),
+    )
+    assert event.get_source() == "tests"
+
+
+def test_rows_from_an_older_writer_without_binary_headers_still_get_them() -> None:
+    message = note_to(KafkaTopic("notes"))
+    row = outbox_row(message)
+    stored = OutboxRow(
         id=1,
-        message_id=message_id,
-        message_type="order.placed",
+        message_id=message.id,
+        message_type=message.type,
         destination_kind="kafka",
-        destination="orders",
+        destination="notes",
         routing_key=None,
-        ordering_key="o-1",
-        payload=json.dumps({"order_id": "o-1"}),
-        headers={
-            "ce": {
-                "specversion": "1.0",
-                "id": str(message_id),
-                "type": "order.placed",
-                "source": "order-service",
-                "subject": "o-1",
-                "time": "2026-11-25T10:00:00.123456Z",
-                "datacontenttype": "application/json",
-                "schemaversion": "1",
-                "correlationid": "c-1",
-            },
-            "trace": {},
-        },
+        ordering_key="subject-1",
+        payload="{}",
+        headers={"ce": row["headers"]["ce"], "trace": {}},
         priority=None,
         best_effort=False,
         attempts=0,
-        created_at=datetime.now(UTC),
+        created_at=message.time,
     )
-    record = ce_kafka.to_binary(cloudevent(row), JSONFormat())
-    assert record.headers["ce_id"] == str(message_id).encode()
-    assert record.headers["ce_schemaversion"] == b"1"
-    assert record.headers["ce_time"] == b"2026-11-25T10:00:00.123456Z"
-    assert record.headers["content-type"] == b"application/json"
-    assert json.loads(record.value) == {"order_id": "o-1"}
-    parsed = ce_kafka.from_binary(record, JSONFormat())
-    assert parsed.get_id() == str(message_id)
-    assert parsed.get_extension("correlationid") == "c-1"
+    assert stored.binary_headers() == row["headers"]["binary"]

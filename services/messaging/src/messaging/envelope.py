@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from opentelemetry import propagate
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +28,7 @@ CORRELATION_ID = "correlationid"
 CAUSATION_ID = "causationid"
 # W3C trace context travels in its own headers, as OpenTelemetry propagators expect.
 TRACE_HEADERS = ("traceparent", "tracestate")
+_JSON = JSONFormat()
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,12 @@ class OutgoingMessage:
     def type(self) -> str:
         return self.data.TYPE
 
+    def binary_mode_headers(self) -> dict[str, str]:
+        """The broker headers of CloudEvents binary content mode for this message's
+        destination, computed once when the message is written, so that the relay
+        only copies them."""
+        return binary_mode_headers(self.cloudevent_attributes(), self.destination.kind)
+
     def cloudevent_attributes(self) -> dict[str, str]:
         attributes = {
             "specversion": "1.0",
@@ -111,6 +122,19 @@ class OutgoingMessage:
         if self.context.causation_id:
             attributes[CAUSATION_ID] = self.context.causation_id
         return attributes
+
+
+def binary_mode_headers(attributes: Mapping[str, str], destination_kind: str) -> dict[str, str]:
+    """CloudEvents binary content mode (the cloudevents SDK's bindings): Kafka
+    ``ce_*`` headers plus ``content-type``; RabbitMQ ``ce-*`` headers (its
+    content type is an AMQP property)."""
+    values: dict[str, Any] = dict(attributes)
+    values["time"] = datetime.fromisoformat(values["time"])
+    event = CloudEvent(values, None)
+    if destination_kind == KafkaTopic.kind:
+        record = ce_kafka.to_binary(event, _JSON)
+        return {k: v.decode() for k, v in record.headers.items()}
+    return ce_rabbitmq.to_binary(event, _JSON).headers
 
 
 def current_trace_headers() -> dict[str, str]:

@@ -22,7 +22,11 @@ def outbox_row(message: OutgoingMessage) -> dict[str, Any]:
         "ordering_key": message.ordering_key or message.subject,
         "payload": json_ready(message.data),
         "schema_version": message.data.SCHEMA_VERSION,
-        "headers": {"ce": message.cloudevent_attributes(), "trace": dict(message.trace_headers)},
+        "headers": {
+            "ce": message.cloudevent_attributes(),
+            "binary": message.binary_mode_headers(),
+            "trace": dict(message.trace_headers),
+        },
         "priority": message.priority,
         "best_effort": message.best_effort,
     }

@@ -53,3 +53,6 @@ PURGED = Counter(
 DATABASE_ERRORS = Counter(
     "outbox_database_errors_total", "Failures talking to the outbox database."
 )
+BATCH_ERRORS = Counter(
+    "outbox_batch_errors_total", "Batches aborted by an unexpected error (a bug: see the logs)."
+)

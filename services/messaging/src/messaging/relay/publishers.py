@@ -32,10 +32,6 @@ import aio_pika.abc
 import aiormq.exceptions
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -43,7 +39,6 @@ from messaging.envelope import CORRELATION_ID
 from messaging.relay.store import OutboxRow
 
 log = logging.getLogger(__name__)
-JSON = JSONFormat()
 # How long a topic found missing fails fast before its metadata is asked again.
 MISSING_TOPIC_RECHECK_S = 10.0
 
@@ -62,18 +57,21 @@ class Result:
     error: str | None = None
 
 
+# A row the relay cannot turn into a message (hand-edited, or from an
+# incompatible writer): it goes to the failure log instead of crashing the relay.
+MALFORMED = (KeyError, ValueError, TypeError, AttributeError)
+
+
+def malformed(row: OutboxRow, exc: Exception) -> Result:
+    return Result(row, Outcome.PERMANENT, f"malformed outbox row: {exc!r}")
+
+
 class Publisher(Protocol):
     kind: str
 
     async def publish(self, rows: Sequence[OutboxRow]) -> list[Result]: ...
 
     async def close(self) -> None: ...
-
-
-def cloudevent(row: OutboxRow) -> CloudEvent:
-    attributes: dict[str, Any] = dict(row.headers["ce"])
-    attributes["time"] = datetime.fromisoformat(attributes["time"])
-    return CloudEvent(attributes, row.payload)
 
 
 class PublishSpans:
@@ -83,8 +81,14 @@ class PublishSpans:
     def __init__(self, system: str) -> None:
         self.system = system
         self.tracer = trace.get_tracer("messaging.relay")
+        # Without an SDK provider there is nothing to record: pass the stored
+        # context through untouched (consumers still join the request's trace)
+        # and skip the per-message propagation work.
+        self.enabled = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
     def start(self, row: OutboxRow, destination: str) -> tuple[trace.Span, dict[str, str]]:
+        if not self.enabled:
+            return trace.INVALID_SPAN, row.headers.get("trace", {})
         parent = propagate.extract(row.headers.get("trace", {}))
         span = self.tracer.start_span(
             f"{destination} publish",
@@ -102,12 +106,14 @@ class PublishSpans:
         propagate.inject(carrier, context=trace.set_span_in_context(span))
         return span, carrier
 
-    @staticmethod
-    def end(span: trace.Span, result: Result) -> None:
+    def end(self, span: trace.Span, result: Result) -> Result:
+        if not self.enabled:
+            return result
         if result.outcome is not Outcome.SENT:
             span.set_status(Status(StatusCode.ERROR, result.error))
         span.set_attribute("messaging.outbox.outcome", result.outcome.value)
         span.end()
+        return result
 
 
 class KafkaPublisher:
@@ -120,8 +126,13 @@ class KafkaPublisher:
         self.spans = PublishSpans("kafka")
         self._producer: AIOKafkaProducer | None = None
         self._missing_topics: dict[str, float] = {}
+        self._lock = asyncio.Lock()
 
     async def _connected(self) -> AIOKafkaProducer:
+        async with self._lock:
+            return await self._connect_once()
+
+    async def _connect_once(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -176,60 +187,59 @@ class KafkaPublisher:
                 else:
                     topic_errors[topic] = Result(rows[0], Outcome.UNAVAILABLE, f"kafka: {exc!r}")
 
-        results: list[Result | None] = [None] * len(rows)
-        pending: list[tuple[int, trace.Span, asyncio.Future[Any]]] = []
+        results: dict[int, Result] = {}
+        in_flight: list[tuple[int, trace.Span, asyncio.Future[Any]]] = []
         for i, row in enumerate(rows):
             failure = topic_errors[row.destination]
             if failure is not None:
                 results[i] = Result(row, failure.outcome, failure.error)
                 continue
+            try:
+                headers = [(k, v.encode()) for k, v in row.binary_headers().items()]
+            except MALFORMED as exc:
+                results[i] = malformed(row, exc)
+                continue
             span, trace_headers = self.spans.start(row, row.destination)
-            record = ce_kafka.to_binary(cloudevent(row), JSON)
-            headers = [(k, v) for k, v in record.headers.items()]
             headers += [(k, v.encode()) for k, v in trace_headers.items()]
             try:
                 future = await producer.send(
                     row.destination,
-                    value=record.value,
+                    value=row.payload.encode(),
                     key=row.ordering_key.encode(),
                     headers=headers,
                 )
             except kafka_errors.MessageSizeTooLargeError as exc:
-                results[i] = Result(row, Outcome.PERMANENT, f"kafka: {exc!r}")
-                self.spans.end(span, results[i])  # type: ignore[arg-type]
-                continue
+                results[i] = self.spans.end(span, Result(row, Outcome.PERMANENT, f"kafka: {exc!r}"))
             except (TimeoutError, kafka_errors.KafkaError) as exc:
-                results[i] = Result(row, Outcome.UNAVAILABLE, f"kafka: {exc!r}")
-                self.spans.end(span, results[i])  # type: ignore[arg-type]
-                continue
-            pending.append((i, span, future))
+                results[i] = self.spans.end(
+                    span, Result(row, Outcome.UNAVAILABLE, f"kafka: {exc!r}")
+                )
+            else:
+                in_flight.append((i, span, future))
 
-        delivered = await asyncio.gather(*(f for _, _, f in pending), return_exceptions=True)
-        unreachable = False
-        for (i, span, _), outcome in zip(pending, delivered, strict=True):
+        delivered = await asyncio.gather(*(f for _, _, f in in_flight), return_exceptions=True)
+        for (i, span, _), outcome in zip(in_flight, delivered, strict=True):
             row = rows[i]
             if not isinstance(outcome, BaseException):
-                results[i] = Result(row, Outcome.SENT)
+                result = Result(row, Outcome.SENT)
             elif isinstance(outcome, kafka_errors.MessageSizeTooLargeError):
-                results[i] = Result(row, Outcome.PERMANENT, f"kafka: {outcome!r}")
+                result = Result(row, Outcome.PERMANENT, f"kafka: {outcome!r}")
             else:
-                unreachable = True
-                results[i] = Result(row, Outcome.UNAVAILABLE, f"kafka: {outcome!r}")
-            self.spans.end(span, results[i])  # type: ignore[arg-type]
+                result = Result(row, Outcome.UNAVAILABLE, f"kafka: {outcome!r}")
+            results[i] = self.spans.end(span, result)
 
-        if unreachable or any(r is not None and r.outcome is Outcome.UNAVAILABLE for r in results):
+        ordered = [results[i] for i in range(len(rows))]
+        if any(r.outcome is Outcome.UNAVAILABLE for r in ordered):
             if await self._broker_reachable(producer):
                 # The broker answers: these were message-level failures after all.
-                results = [
-                    Result(r.row, Outcome.RETRY, r.error)
-                    if r is not None and r.outcome is Outcome.UNAVAILABLE
-                    else r
-                    for r in results
+                ordered = [
+                    Result(r.row, Outcome.RETRY, r.error) if r.outcome is Outcome.UNAVAILABLE else r
+                    for r in ordered
                 ]
             else:
                 # A fresh producer (new idempotence session) once the broker is back.
                 await self.close()
-        return [r for r in results if r is not None]
+        return ordered
 
 
 class RabbitPublisher:
@@ -242,8 +252,13 @@ class RabbitPublisher:
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self._lock = asyncio.Lock()
 
     async def _channel_open(self) -> aio_pika.abc.AbstractChannel:
+        async with self._lock:
+            return await self._open_once()
+
+    async def _open_once(self) -> aio_pika.abc.AbstractChannel:
         if self._connection is None or self._connection.is_closed:
             self._channel = None
             self._connection = await aio_pika.connect(self.url, timeout=self.timeout_s)
@@ -300,19 +315,22 @@ class RabbitPublisher:
         exchange = exchanges[row.destination]
         if isinstance(exchange, Result):
             return Result(row, exchange.outcome, exchange.error)
+        try:
+            ce = row.headers["ce"]
+            headers: dict[str, Any] = dict(row.binary_headers())
+            timestamp = datetime.fromisoformat(ce["time"])
+        except MALFORMED as exc:
+            return malformed(row, exc)
         span, trace_headers = self.spans.start(row, f"{row.destination}/{row.routing_key}")
-        event = cloudevent(row)
-        binary = ce_rabbitmq.to_binary(event, JSON)
-        ce = row.headers["ce"]
         message = aio_pika.Message(
-            body=binary.body,
-            headers={**binary.headers, **trace_headers},
-            content_type=binary.content_type,
+            body=row.payload.encode(),
+            headers={**headers, **trace_headers},
+            content_type=ce.get("datacontenttype", "application/json"),
             message_id=str(row.message_id),
             correlation_id=ce.get(CORRELATION_ID),
             type=row.message_type,
             app_id=ce.get("source"),
-            timestamp=event.get_time(),
+            timestamp=timestamp,
             priority=row.priority,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
@@ -328,8 +346,7 @@ class RabbitPublisher:
             result = Result(row, Outcome.RETRY, f"rabbitmq: channel closed: {exc}")
         except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
             result = Result(row, Outcome.UNAVAILABLE, f"rabbitmq: {exc!r}")
-        self.spans.end(span, result)
-        return result
+        return self.spans.end(span, result)
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -86,7 +86,8 @@ class OutboxRelay:
         self.publishers = dict(publishers or default_publishers(settings))
         self.pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self._wake = asyncio.Event()
+        self._wakes = [asyncio.Event() for _ in range(settings.relay_concurrency)]
+        self._connect_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._paused_until: dict[str, float] = defaultdict(float)
         self._broker_failures: dict[str, int] = defaultdict(int)
@@ -103,42 +104,66 @@ class OutboxRelay:
     def stop(self) -> None:
         """Stop claiming; the batch in flight is finished, then run() returns."""
         self._stopping.set()
-        self._wake.set()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for wake in self._wakes:
+            wake.set()
 
     async def run(self) -> None:
+        """Run `relay_concurrency` lanes until stop(). Each lane claims and
+        publishes its own batches in its own transaction, so one lane's database
+        work overlaps another's publishing; per-key order holds between lanes
+        for the same reason it holds between replicas."""
         stats = asyncio.create_task(self._stats_loop(), name="outbox-stats")
+        lanes = [
+            asyncio.create_task(self._lane(wake), name=f"outbox-lane-{n}")
+            for n, wake in enumerate(self._wakes)
+        ]
         try:
-            while not self._stopping.is_set():
-                self.heartbeat = time.monotonic()
-                try:
-                    await self._connect()
-                    claimed = await self.drain_once()
-                    self._database_failures = 0
-                except DATABASE_ERRORS as exc:
-                    metrics.DATABASE_ERRORS.inc()
-                    self._database_failures += 1
-                    delay = backoff_delay(self._database_failures, 0.5, 10)
-                    if isinstance(exc, DATABASE_UNAVAILABLE):
-                        log.warning("outbox database unavailable (%r); retry in %.1fs", exc, delay)
-                    else:
-                        log.exception("outbox query failed; retry in %.1fs", delay)
-                    await self._sleep(delay)
-                    continue
-                if claimed == 0:
-                    # Fewer rows than a batch can still mean more work: heads are
-                    # one per key, so only an empty claim means "nothing due".
-                    await self._wait_for_work()
+            await asyncio.gather(*lanes)
         finally:
             stats.cancel()
             await asyncio.gather(stats, return_exceptions=True)
             await self._close()
 
+    async def _lane(self, wake: asyncio.Event) -> None:
+        while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                await self._connect()
+                claimed = await self.drain_once()
+                self._database_failures = 0
+            except DATABASE_ERRORS as exc:
+                metrics.DATABASE_ERRORS.inc()
+                self._database_failures += 1
+                delay = backoff_delay(self._database_failures, 0.5, 10)
+                if isinstance(exc, DATABASE_UNAVAILABLE):
+                    log.warning("outbox database unavailable (%r); retry in %.1fs", exc, delay)
+                else:
+                    log.exception("outbox query failed; retry in %.1fs", delay)
+                await self._sleep(delay)
+                continue
+            except Exception:
+                metrics.BATCH_ERRORS.inc()
+                log.exception("outbox batch failed unexpectedly; retry in 1s")
+                await self._sleep(1.0)
+                continue
+            if claimed == 0:
+                # Fewer rows than a batch can still mean more work: heads are
+                # one per key, so only an empty claim means "nothing due".
+                await self._wait_for_work(wake)
+
     async def _connect(self) -> None:
+        async with self._connect_lock:
+            await self._connect_once()
+
+    async def _connect_once(self) -> None:
         if self.pool is None:
             self.pool = await asyncpg.create_pool(
                 self.s.database_dsn(),
                 min_size=1,
-                max_size=2,
+                max_size=self.s.relay_concurrency + 1,
                 timeout=self.s.database_connect_timeout_s,
                 command_timeout=self.s.database_statement_timeout_s,
                 server_settings={
@@ -162,7 +187,7 @@ class OutboxRelay:
                 self.s.database_dsn(), timeout=self.s.database_connect_timeout_s
             )
             await self._listener.add_listener(
-                notify_channel(self.s.outbox_table), lambda *_: self._wake.set()
+                notify_channel(self.s.outbox_table), lambda *_: self._wake_all()
             )
 
     async def _close(self) -> None:
@@ -177,14 +202,14 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, wake: asyncio.Event) -> None:
         timeout = self.s.relay_poll_interval_s
         paused = [t for t in self._paused_until.values() if t > time.monotonic()]
         if paused:
             timeout = min(timeout, max(min(paused) - time.monotonic(), 0.01))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+            await asyncio.wait_for(wake.wait(), timeout)
+        wake.clear()
 
     # -- one batch ----------------------------------------------------------
     async def drain_once(self) -> int:
@@ -233,17 +258,14 @@ class OutboxRelay:
         batches = await asyncio.gather(
             *(self.publishers[kind].publish(batch) for kind, batch in by_kind.items())
         )
-        results = [r for batch in batches for r in batch]
-        for kind in by_kind:
-            outcomes = {r.outcome for r in results if r.row.destination_kind == kind}
-            if Outcome.UNAVAILABLE in outcomes:
-                self._pause(
-                    kind, next(r.error for r in results if r.outcome is Outcome.UNAVAILABLE)
-                )
+        for kind, results in zip(by_kind, batches, strict=True):
+            unavailable = [r.error for r in results if r.outcome is Outcome.UNAVAILABLE]
+            if unavailable:
+                self._pause(kind, unavailable[0])
             else:
                 self._broker_failures[kind] = 0
                 metrics.BROKER_AVAILABLE.labels(kind).set(1)
-        return results
+        return [r for results in batches for r in results]
 
     def _pause(self, kind: str, error: str | None) -> None:
         self._broker_failures[kind] += 1
@@ -258,27 +280,30 @@ class OutboxRelay:
         sent: Sequence[OutboxRow],
         new_states: Sequence[tuple[int, str, str]],
     ) -> None:
+        """Counters once per (destination, outcome) and batch, not per message:
+        label look-ups are a measurable share of the relay's per-message cost."""
+        counts: Counter[tuple[str, str, str]] = Counter()
         now = datetime.now(UTC)
+        for kind in {row.destination_kind for row in sent}:
+            histogram = metrics.PUBLISH_LATENCY.labels(kind)
+            for row in sent:
+                if row.destination_kind == kind:
+                    histogram.observe((now - row.created_at).total_seconds())
         for row in sent:
-            metrics.PUBLISHED.labels(row.destination_kind, row.destination, "sent").inc()
-            metrics.PUBLISH_LATENCY.labels(row.destination_kind).observe(
-                (now - row.created_at).total_seconds()
-            )
-        kinds = {r.row.id: r.row.destination_kind for r in results}
+            counts[(row.destination_kind, row.destination, "sent")] += 1
+        rows = {r.row.id: r.row for r in results}
         for row_id, state, destination in new_states:
-            outcome = "retry" if state == "pending" else state
-            metrics.PUBLISHED.labels(kinds[row_id], destination, outcome).inc()
+            row = rows[row_id]
+            counts[
+                (row.destination_kind, destination, "retry" if state == "pending" else state)
+            ] += 1
             if state != "pending":
-                log.error(
-                    "outbox message %s %s after its last attempt",
-                    next(r.row.message_id for r in results if r.row.id == row_id),
-                    state,
-                )
+                log.error("outbox message %s %s after its last attempt", row.message_id, state)
         for r in results:
             if r.outcome is Outcome.UNAVAILABLE:
-                metrics.PUBLISHED.labels(
-                    r.row.destination_kind, r.row.destination, "unavailable"
-                ).inc()
+                counts[(r.row.destination_kind, r.row.destination, "unavailable")] += 1
+        for labels, n in counts.items():
+            metrics.PUBLISHED.labels(*labels).inc(n)
 
     # -- gauges and retention -----------------------------------------------
     async def _stats_loop(self) -> None:

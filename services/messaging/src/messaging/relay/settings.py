@@ -21,6 +21,8 @@ class RelaySettings(
     outbox_table: str = "outbox"
 
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Batches in flight at once (each in its own transaction and connection).
+    relay_concurrency: int = Field(default=2, ge=1, le=16)
     # Fallback when a NOTIFY is missed (e.g. while the listening connection reconnects).
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_publish_timeout_s: float = Field(default=10.0, gt=0)

@@ -8,15 +8,16 @@ table itself is defined once, in messaging.outbox.schema.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from messaging.envelope import binary_mode_headers
 from messaging.outbox.schema import (
     DROPPED,
     FAILED,
@@ -52,6 +53,14 @@ class OutboxRow:
     attempts: int
     created_at: datetime
 
+    def binary_headers(self) -> dict[str, str]:
+        """CloudEvents binary-mode headers, written with the row; rows from an
+        older writer without them get them computed here."""
+        binary = self.headers.get("binary")
+        if binary is None:
+            binary = binary_mode_headers(self.headers["ce"], self.destination_kind)
+        return binary
+
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> OutboxRow:
         return cls(
@@ -63,7 +72,7 @@ class OutboxRow:
             routing_key=r["routing_key"],
             ordering_key=r["ordering_key"],
             payload=r["payload"],
-            headers=json.loads(r["headers"]),
+            headers=orjson.loads(r["headers"]),
             priority=r["priority"],
             best_effort=r["best_effort"],
             attempts=r["attempts"],
