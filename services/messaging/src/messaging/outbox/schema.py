@@ -83,6 +83,8 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
             "id",
             postgresql_where=text(f"state in ('{PENDING}', '{FAILED}') and not best_effort"),
         ),
+        # The failure log (few rows), for the CLI and the gauges.
+        Index(f"{name}_failed", "id", postgresql_where=text(f"state = '{FAILED}'")),
         # Retention: finished rows by age.
         Index(
             f"{name}_finished",

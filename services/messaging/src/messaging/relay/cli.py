@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -87,6 +88,11 @@ async def run(settings: RelaySettings) -> None:
         )
     )
     http = asyncio.create_task(server.serve(), name="relay-http")
+    # Everything imported and built so far lives for the whole process: move it
+    # out of the collector's reach, so that full collections stay short and do
+    # not stall publishing (they showed up as 30-70 ms latency spikes).
+    gc.collect()
+    gc.freeze()
     log.info("outbox relay started on table %s", settings.outbox_table)
     try:
         await relay.run()

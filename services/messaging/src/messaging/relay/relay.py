@@ -176,6 +176,11 @@ class OutboxRelay:
                     # connections and its only queries.
                     "enable_bitmapscan": "off",
                     "enable_sort": "off",
+                    # Marking rows sent need not wait for the WAL flush: if the
+                    # database loses the last few marks in a crash, those rows are
+                    # published again with the same message id, which consumers
+                    # already handle. It takes an fsync off every batch.
+                    "synchronous_commit": "off",
                     # A relay that hangs mid-batch must not hold its leases for ever.
                     "idle_in_transaction_session_timeout": str(
                         int((self.s.relay_publish_timeout_s * 3 + 30) * 1000)

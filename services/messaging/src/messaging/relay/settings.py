@@ -20,7 +20,7 @@ class RelaySettings(
     # Which service's outbox this relay drains: the relay is generic.
     outbox_table: str = "outbox"
 
-    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
     # Batches in flight at once (each in its own transaction and connection).
     relay_concurrency: int = Field(default=2, ge=1, le=16)
     # Fallback when a NOTIFY is missed (e.g. while the listening connection reconnects).

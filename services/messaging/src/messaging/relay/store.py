@@ -151,6 +151,8 @@ class OutboxStore:
             where t.id = f.id
             returning t.id, t.state, t.destination
         """
+        # Reads only unfinished rows, through the partial indexes: the table also
+        # holds an hour of sent rows, which a sequential scan would read every time.
         self._stats = f"""
             select o.destination,
                 count(*) filter (where o.state = '{PENDING}') as pending,
@@ -163,8 +165,13 @@ class OutboxStore:
                       and b.id < o.id and not b.best_effort
                       and (b.state = '{FAILED}' or (b.state = '{PENDING}' and b.attempts > 0))
                 )) as blocked
-            from {t} o
-            where o.state in ('{PENDING}', '{FAILED}')
+            from (
+                select destination, ordering_key, id, state, best_effort, created_at
+                from {t} where state = '{PENDING}'
+                union all
+                select destination, ordering_key, id, state, best_effort, created_at
+                from {t} where state = '{FAILED}'
+            ) o
             group by o.destination
         """
         self._purge = f"""
