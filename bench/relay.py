@@ -217,9 +217,9 @@ async def ours(
     await create_outbox(dsn, table, rows_for(messages, topic))
     relay = OutboxRelay(relay_settings(stack, table))
     breakdown = Breakdown()
-    relay.store.claim = breakdown.wrap("claim", relay.store.claim)  # type: ignore[method-assign]
-    relay._publish = breakdown.wrap("publish", relay._publish)  # type: ignore[method-assign]
-    relay.store.mark_sent = breakdown.wrap("mark_sent", relay.store.mark_sent)  # type: ignore[method-assign]
+    relay.store.claim = breakdown.wrap("claim", relay.store.claim)  # type: ignore[method-assign, assignment]
+    relay._publish = breakdown.wrap("publish", relay._publish)  # type: ignore[method-assign, assignment]
+    relay.store.mark_sent = breakdown.wrap("mark_sent", relay.store.mark_sent)  # type: ignore[method-assign, assignment]
     conn = await asyncpg.connect(dsn)
     try:
         started = time.perf_counter()
@@ -246,7 +246,7 @@ async def the_peer(stack: LocalStack, dsn: str, messages: list[OutgoingMessage])
 
 
 async def latency(
-    stack: LocalStack, dsn: str, rate: int, seconds: float
+    stack: LocalStack, dsn: str, rate: int, seconds: float, lag_trace: str | None = None
 ) -> tuple[list[float], int]:
     """The relay runs as its own process, as deployed (a sidecar), so the
     writer's event loop and the relay's never delay each other."""
@@ -317,8 +317,8 @@ async def latency(
         relay.send_signal(signal.SIGTERM)
         relay.wait(30)
     lags = [(ts - committed[mid]) * 1000 for mid, ts in records.items() if mid in committed]
-    if os.environ.get("BENCH_LAG_TRACE"):
-        with open(os.environ["BENCH_LAG_TRACE"], "w") as f:
+    if lag_trace:
+        with open(lag_trace, "w") as f:
             for mid, ts in records.items():
                 if mid in committed:
                     f.write(f"{committed[mid]:.4f} {(ts - committed[mid]) * 1000:.1f}\n")
@@ -372,6 +372,9 @@ async def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000, help="distinct ordering keys")
     parser.add_argument("--rate", type=int, default=500, help="messages/s for the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument(
+        "--lag-trace", help="write 'commit_time latency_ms' per message here (to find stalls)"
+    )
     args = parser.parse_args()
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
@@ -379,9 +382,8 @@ async def main() -> None:
     dsn = await ensure_database(stack)
     messages = make_messages(args.messages, args.keys)
     n = len(messages)
-    print(
-        f"{n} messages over {args.keys} keys; payload {len(outbox_row(messages[0])['payload'])} fields"
-    )
+    size = len(orjson.dumps(outbox_row(messages[0])["payload"]))
+    print(f"{n} messages over {args.keys} keys, {size} bytes of JSON each")
 
     ceiling_s = await ceiling(stack.kafka_bootstrap, messages)
     print(f"ceiling (plain aiokafka)    {n / ceiling_s:9.0f} msgs/s  ({ceiling_s:.2f}s)")
@@ -391,7 +393,7 @@ async def main() -> None:
         print(f"    {step:<10} {seconds:6.2f}s summed over lanes ({seconds / ours_s:5.0%} of wall)")
     peer_s = await the_peer(stack, dsn, messages)
     print(f"peer (faststream-outbox)    {n / peer_s:9.0f} msgs/s  ({peer_s:.2f}s)")
-    lags, missing = await latency(stack, dsn, args.rate, args.latency_seconds)
+    lags, missing = await latency(stack, dsn, args.rate, args.latency_seconds, args.lag_trace)
     p50, p99 = percentile(lags, 0.50), percentile(lags, 0.99)
     print(
         f"latency at {args.rate}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(lags):.1f} ms"
