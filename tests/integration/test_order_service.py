@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from messaging.database import build_engine
 from messaging.envelope import MessageContext
 from order_service.domain.model import Line
-from order_service.entrypoints.http import build_engine
 from order_service.service_layer import handlers
 from order_service.service_layer.unit_of_work import UnitOfWork
 from order_service.settings import OrderServiceSettings
@@ -92,7 +92,7 @@ async def test_a_rolled_back_transaction_produces_no_message(
 ) -> None:
     env = Apps(local_stack).order_service_env()
     settings = OrderServiceSettings.model_validate({k.lower(): v for k, v in env.items()})
-    engine = build_engine(settings)
+    engine = build_engine(settings, "tests")
     uow = UnitOfWork(async_sessionmaker(engine, expire_on_commit=False), MessageContext("rollback"))
     since = await kafka.end_offsets(local_stack.kafka_bootstrap, "orders")
     customer = f"rollback-{uuid.uuid4().hex[:8]}"

@@ -95,6 +95,15 @@ class Apps:
             **self.http_env(self.s.order_service_port),
         }
 
+    def point_service_env(self) -> dict[str, str]:
+        return {
+            **self.database_env("point"),
+            **self.kafka_env(),
+            **self.rabbitmq_env("point"),
+            **self.telemetry_env("point-service"),
+            **self.http_env(self.s.point_service_port),
+        }
+
     def components(self) -> list[Component]:
         return [
             self.service(
@@ -104,6 +113,13 @@ class Apps:
                 self.s.order_service_port,
             ),
             self.relay("order", self.s.order_relay_port),
+            self.service(
+                "point-service",
+                [str(self.bin / "point-service"), "serve"],
+                self.point_service_env(),
+                self.s.point_service_port,
+            ),
+            self.relay("point", self.s.point_relay_port),
         ]
 
     def jobs(self) -> list[Job]:
@@ -117,5 +133,10 @@ class Apps:
                 "order-migrate",
                 [str(self.bin / "order-service"), "migrate"],
                 self.order_service_env(),
+            ),
+            Job(
+                "point-migrate",
+                [str(self.bin / "point-service"), "migrate"],
+                self.point_service_env(),
             ),
         ]

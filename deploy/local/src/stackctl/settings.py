@@ -54,6 +54,8 @@ class StackSettings(BaseSettings):
     # The system's own processes.
     order_service_port: int = 30800
     order_relay_port: int = 30801
+    point_service_port: int = 30810
+    point_relay_port: int = 30811
 
     kafka_heap: str = "512m"
     # How long `up` waits for one component to become ready before failing.

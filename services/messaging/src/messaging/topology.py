@@ -30,10 +30,26 @@ log = logging.getLogger(__name__)
 # -- Kafka: events ---------------------------------------------------------
 ORDERS = KafkaTopic("orders")
 POINTS = KafkaTopic("points")
+POINT_SERVICE_GROUP = "point-service"
+# Dead letters of a consumer group: <topic>.<group>.dlt
+ORDERS_POINT_SERVICE_DLT = KafkaTopic(f"{ORDERS.topic}.{POINT_SERVICE_GROUP}.dlt")
 
 # -- RabbitMQ: commands ----------------------------------------------------
 COMMANDS_EXCHANGE = "commands"
+DEAD_LETTER_EXCHANGE = "dead-letter"
+NOTIFICATION_RETRY_EXCHANGE = "notification.retry"
 NOTIFICATION_SEND = RabbitRoute(COMMANDS_EXCHANGE, "notification.send")
+POINT_COMMANDS = RabbitRoute(COMMANDS_EXCHANGE, "point.commands")
+POINT_BALANCE = RabbitRoute(COMMANDS_EXCHANGE, "point.balance")
+NOTIFICATION_PARKING_LOT = "notification.send.parking-lot"
+POINT_COMMANDS_DEAD_LETTER = "point.commands.dead-letter"
+# Delayed retries of notification.send: wait in retry queue n for its TTL, then
+# dead-letter back to the main queue. Growing delays, in seconds.
+NOTIFICATION_RETRY_DELAYS_S = (1, 5, 25)
+
+
+def notification_retry_queue(attempt: int) -> str:
+    return f"notification.send.retry.{attempt}"
 
 
 @dataclass(frozen=True)
@@ -52,20 +68,47 @@ class QueueSpec:
 
 
 TOPICS = (
-    TopicSpec(ORDERS.topic, partitions=6, config={"min.insync.replicas": "1"}),
-    TopicSpec(POINTS.topic, partitions=6, config={"min.insync.replicas": "1"}),
+    TopicSpec(ORDERS.topic, partitions=6),
+    TopicSpec(POINTS.topic, partitions=6),
+    TopicSpec(ORDERS_POINT_SERVICE_DLT.topic, partitions=1),
 )
 
-EXCHANGES = (COMMANDS_EXCHANGE,)
+EXCHANGES = (COMMANDS_EXCHANGE, DEAD_LETTER_EXCHANGE, NOTIFICATION_RETRY_EXCHANGE)
+
+# Classic queues: RabbitMQ 3.10 quorum queues do not support priorities.
+CLASSIC = {"x-queue-type": "classic"}
 
 QUEUES = (
     QueueSpec(
         NOTIFICATION_SEND.routing_key,
         COMMANDS_EXCHANGE,
         NOTIFICATION_SEND.routing_key,
-        # Classic queue: RabbitMQ 3.10 quorum queues do not support priorities.
-        {"x-queue-type": "classic", "x-max-priority": 10},
+        {**CLASSIC, "x-max-priority": 10},
     ),
+    *(
+        QueueSpec(
+            notification_retry_queue(n),
+            NOTIFICATION_RETRY_EXCHANGE,
+            notification_retry_queue(n),
+            {
+                **CLASSIC,
+                "x-message-ttl": delay * 1000,
+                "x-dead-letter-exchange": COMMANDS_EXCHANGE,
+                "x-dead-letter-routing-key": NOTIFICATION_SEND.routing_key,
+            },
+        )
+        for n, delay in enumerate(NOTIFICATION_RETRY_DELAYS_S, start=1)
+    ),
+    QueueSpec(
+        NOTIFICATION_PARKING_LOT, DEAD_LETTER_EXCHANGE, NOTIFICATION_SEND.routing_key, CLASSIC
+    ),
+    QueueSpec(POINT_COMMANDS.routing_key, COMMANDS_EXCHANGE, POINT_COMMANDS.routing_key, CLASSIC),
+    QueueSpec(
+        POINT_COMMANDS_DEAD_LETTER, DEAD_LETTER_EXCHANGE, POINT_COMMANDS.routing_key, CLASSIC
+    ),
+    # Requests carry their own expiration (the caller's timeout): a request
+    # nobody answered in time is dropped, not answered late.
+    QueueSpec(POINT_BALANCE.routing_key, COMMANDS_EXCHANGE, POINT_BALANCE.routing_key, CLASSIC),
 )
 
 

@@ -8,20 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
-from alembic import command
-from alembic.config import Config
 
+from messaging.migrations import upgrade
 from messaging.telemetry import setup_telemetry
 from order_service.entrypoints.http import create_app
 from order_service.settings import OrderServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def migrate() -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    command.upgrade(config, "head")
 
 
 def serve(settings: OrderServiceSettings) -> None:
@@ -41,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["serve", "migrate"])
     args = parser.parse_args(argv)
     if args.command == "migrate":
-        migrate()
+        upgrade(MIGRATIONS)
     else:
         serve(OrderServiceSettings())
     return 0

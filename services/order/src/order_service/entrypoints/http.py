@@ -24,11 +24,10 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
     async_sessionmaker,
-    create_async_engine,
 )
 
+from messaging.database import build_engine
 from messaging.envelope import MessageContext
 from order_service.domain.model import Line, Order
 from order_service.service_layer import handlers
@@ -130,22 +129,8 @@ def unit_of_work(
 Uow = Annotated[UnitOfWork, Depends(unit_of_work)]
 
 
-def build_engine(settings: OrderServiceSettings) -> AsyncEngine:
-    return create_async_engine(
-        settings.database_dsn("postgresql+asyncpg"),
-        pool_size=settings.database_pool_size,
-        pool_timeout=settings.database_pool_timeout_s,
-        pool_pre_ping=True,
-        connect_args={
-            "timeout": settings.database_connect_timeout_s,
-            "command_timeout": settings.database_statement_timeout_s,
-            "server_settings": {"application_name": settings.otel_service_name},
-        },
-    )
-
-
 def create_app(settings: OrderServiceSettings) -> FastAPI:
-    engine = build_engine(settings)
+    engine = build_engine(settings, settings.otel_service_name)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @asynccontextmanager

@@ -1,0 +1,192 @@
+"""The consuming side of the envelope, and what a consumer does when a message
+cannot be processed.
+
+- ``Envelope``: the CloudEvents attributes of an incoming message (Kafka
+  ``ce_*`` or AMQP ``ce-*`` headers), validated; a handler gets it through
+  ``Depends(envelope)``.
+- ``DeadLetterPolicy``: a FastStream middleware. A poison message (undecodable,
+  schema-invalid, unknown type) goes to the dead-letter destination at once
+  with the reason; a transient failure (the database is down) is retried in
+  place with capped exponential backoff, so the partition or queue keeps its
+  order and nothing spins; any other failure is retried a few times and then
+  dead-lettered. Either way the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pydantic
+from faststream import BaseMiddleware, Context, StreamMessage
+from faststream._internal.basic_types import AsyncFuncAny
+from faststream._internal.context.repository import ContextRepo
+from prometheus_client import Counter
+
+from messaging.envelope import CAUSATION_ID, CORRELATION_ID, SCHEMA_VERSION, MessageContext
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERED = Counter(
+    "messaging_dead_lettered_total",
+    "Messages sent to a dead-letter destination, by source and reason class.",
+    ["source", "reason"],
+)
+RETRIED = Counter(
+    "messaging_handler_retries_total",
+    "In-place retries of a message handler, by source and kind (transient, failure).",
+    ["source", "kind"],
+)
+DUPLICATES = Counter(
+    "messaging_duplicates_skipped_total",
+    "Redelivered messages found in the inbox and skipped.",
+    ["consumer"],
+)
+
+REQUIRED = ("id", "type", "source", "specversion")
+
+
+class PoisonMessageError(Exception):
+    """The message can never be processed as it is (its reason goes to the
+    dead-letter destination)."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: uuid.UUID
+    type: str
+    source: str
+    subject: str | None
+    time: datetime | None
+    schema_version: int
+    correlation_id: str
+    causation_id: str | None
+    headers: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, Any]) -> Envelope:
+        attributes: dict[str, str] = {}
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower.startswith(("ce_", "ce-")):
+                attributes[lower[3:]] = value.decode() if isinstance(value, bytes) else str(value)
+        missing = [a for a in REQUIRED if not attributes.get(a)]
+        if missing:
+            raise PoisonMessageError(f"not a CloudEvent: missing {', '.join(missing)}")
+        if attributes["specversion"] != "1.0":
+            raise PoisonMessageError(
+                f"unsupported CloudEvents specversion {attributes['specversion']}"
+            )
+        try:
+            message_id = uuid.UUID(attributes["id"])
+            schema_version = int(attributes.get(SCHEMA_VERSION, "1"))
+            time = datetime.fromisoformat(attributes["time"]) if "time" in attributes else None
+        except ValueError as exc:
+            raise PoisonMessageError(f"invalid CloudEvents attribute: {exc}") from exc
+        return cls(
+            id=message_id,
+            type=attributes["type"],
+            source=attributes["source"],
+            subject=attributes.get("subject"),
+            time=time,
+            schema_version=schema_version,
+            correlation_id=attributes.get(CORRELATION_ID) or str(message_id),
+            causation_id=attributes.get(CAUSATION_ID),
+            headers=headers,
+        )
+
+    def caused(self) -> MessageContext:
+        """The context of messages sent because of this one: same correlation id,
+        this message as the cause."""
+        return MessageContext(self.correlation_id, causation_id=str(self.id))
+
+
+def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008
+    """FastStream dependency: the validated envelope of the message being handled."""
+    return Envelope.from_headers(message.headers)
+
+
+def has_type(*types: str) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:
+    """A FastStream subscriber filter choosing a handler by CloudEvents type."""
+
+    async def matches(message: StreamMessage[Any]) -> bool:
+        value = message.headers.get("ce_type") or message.headers.get("ce-type")
+        return value in types
+
+    return matches
+
+
+def backoff(attempt: int, base_s: float, cap_s: float) -> float:
+    """Exponential backoff with full jitter (for in-place handler retries)."""
+    return random.uniform(0, min(cap_s, base_s * 2 ** max(attempt - 1, 0)))  # noqa: S311
+
+
+DeadLetterSink = Callable[[StreamMessage[Any], str, str], Awaitable[None]]
+
+
+@dataclass
+class DeadLetterPolicy:
+    """Configuration of the dead-letter middleware of one broker."""
+
+    source: str
+    sink: DeadLetterSink
+    transient: tuple[type[BaseException], ...]
+    max_attempts: int = 5
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 30.0
+    poison: tuple[type[BaseException], ...] = (PoisonMessageError, pydantic.ValidationError)
+    # Which messages of the broker this policy covers (a broker-level middleware
+    # sees every subscriber's messages; request/reply queues answer instead).
+    applies: Callable[[StreamMessage[Any]], bool] = lambda _: True
+
+    def __call__(self, msg: Any, /, *, context: ContextRepo) -> BaseMiddleware:
+        return _DeadLetterMiddleware(msg, context=context, policy=self)
+
+
+class _DeadLetterMiddleware(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: ContextRepo, policy: DeadLetterPolicy) -> None:
+        super().__init__(msg, context=context)
+        self.policy = policy
+
+    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+        p = self.policy
+        if not p.applies(msg):
+            return await call_next(msg)
+        failures = 0
+        outages = 0
+        while True:
+            try:
+                return await call_next(msg)
+            except p.poison as exc:
+                await self._dead_letter(msg, "poison", f"{type(exc).__name__}: {exc}")
+                return None
+            except p.transient as exc:
+                # A dependency is down: wait and retry the same message; never give
+                # up on it (it is not the message's fault) and never skip ahead.
+                outages += 1
+                RETRIED.labels(p.source, "transient").inc()
+                delay = backoff(outages, p.backoff_base_s, p.backoff_max_s)
+                log.warning("transient failure (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                failures += 1
+                if failures >= p.max_attempts:
+                    reason = f"failed {failures} times; last: {type(exc).__name__}: {exc}"
+                    log.exception("giving up on message %s", msg.message_id)
+                    await self._dead_letter(msg, "failing", reason)
+                    return None
+                RETRIED.labels(p.source, "failure").inc()
+                await asyncio.sleep(backoff(failures, p.backoff_base_s, p.backoff_max_s))
+
+    async def _dead_letter(self, msg: StreamMessage[Any], kind: str, reason: str) -> None:
+        log.error(
+            "dead-lettering message %s from %s: %s", msg.message_id, self.policy.source, reason
+        )
+        await self.policy.sink(msg, kind, reason[:1000])
+        DEAD_LETTERED.labels(self.policy.source, kind).inc()

@@ -1,0 +1,74 @@
+"""Where dead letters go: a Kafka dead-letter topic per consumer group, or a
+RabbitMQ dead-letter queue per command queue. The original message is kept
+byte for byte, with the reason and its original coordinates in headers, so
+that it can be inspected and re-driven."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream import StreamMessage
+from faststream.kafka import KafkaBroker
+from faststream.rabbit import RabbitBroker
+
+from messaging.consumer import DeadLetterSink
+from messaging.topology import DEAD_LETTER_EXCHANGE
+
+
+def _common(msg: StreamMessage[Any], kind: str, reason: str) -> dict[str, Any]:
+    headers: dict[str, Any] = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
+    headers.update(
+        {
+            "x-dead-letter-kind": kind,
+            "x-dead-letter-reason": reason,
+            "x-dead-letter-at": datetime.now(UTC).isoformat(),
+        }
+    )
+    return headers
+
+
+def kafka_dead_letter_topic(broker: KafkaBroker, topic: str, group: str) -> DeadLetterSink:
+    async def sink(msg: StreamMessage[Any], kind: str, reason: str) -> None:
+        record = msg.raw_message
+        headers = _common(msg, kind, reason)
+        headers.update(
+            {
+                "x-original-topic": record.topic,
+                "x-original-partition": str(record.partition),
+                "x-original-offset": str(record.offset),
+                "x-consumer-group": group,
+            }
+        )
+        await broker.publish(msg.body, topic=topic, key=record.key, headers=headers)
+
+    return sink
+
+
+def rabbit_dead_letter_queue(broker: RabbitBroker, queue: str) -> DeadLetterSink:
+    """Publishes to the ``dead-letter`` exchange with the queue's name as routing
+    key; ``<queue>.dead-letter`` (or the notification parking lot) is bound to it."""
+
+    async def sink(msg: StreamMessage[Any], kind: str, reason: str) -> None:
+        raw = msg.raw_message
+        headers = _common(msg, kind, reason)
+        headers.update(
+            {
+                "x-original-exchange": raw.exchange or "",
+                "x-original-routing-key": raw.routing_key or "",
+                "x-original-queue": queue,
+            }
+        )
+        await broker.publish(
+            msg.body,
+            exchange=DEAD_LETTER_EXCHANGE,
+            routing_key=queue,
+            headers=headers,
+            message_id=msg.message_id,
+            correlation_id=msg.correlation_id,
+            content_type=msg.content_type,
+            persist=True,
+            mandatory=True,
+        )
+
+    return sink

@@ -1,0 +1,227 @@
+"""The point service's message doors (FastStream), thin: parse, call a handler.
+
+- Kafka `orders`, consumer group `point-service`: OrderPlaced and OrderCancelled,
+  one message at a time per partition; the offset is committed only after the
+  handler's transaction has committed (AckPolicy.REJECT_ON_ERROR acks on success).
+- RabbitMQ `point.commands`: the GrantPoints command, acked after its transaction.
+- RabbitMQ `point.balance`: GetPointBalance request/reply.
+
+Bad messages go to `orders.point-service.dlt` / `point.commands.dead-letter`
+through the dead-letter middleware; the consumers keep going.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import asyncpg
+import pydantic
+import sqlalchemy.exc
+from faststream import AckPolicy, Depends
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY, make_asgi_app
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from messaging.consumer import (
+    DeadLetterPolicy,
+    Envelope,
+    PoisonMessageError,
+    envelope,
+    has_type,
+)
+from messaging.contracts.orders import OrderCancelled, OrderPlaced
+from messaging.contracts.points import GetPointBalance, GrantPoints, PointBalance
+from messaging.database import build_engine
+from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
+from messaging.envelope import Contract, MessageContext
+from messaging.topology import (
+    ORDERS,
+    ORDERS_POINT_SERVICE_DLT,
+    POINT_BALANCE,
+    POINT_COMMANDS,
+)
+from point_service.domain.model import InsufficientPointsError
+from point_service.service_layer import handlers
+from point_service.service_layer.unit_of_work import UnitOfWork
+from point_service.settings import PointServiceSettings
+
+# FastStream logs through the process's JSON logging; per-message access lines
+# at DEBUG.
+LOGGER = logging.getLogger("point_service.faststream")
+
+# The database (or a broker it writes through) is down: retry the same message.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
+# Never processable as they are: straight to the dead-letter destination.
+POISON = (json.JSONDecodeError, InsufficientPointsError)
+
+
+def expect_version(env: Envelope, contract: type[Contract]) -> None:
+    if env.schema_version != contract.SCHEMA_VERSION:
+        raise PoisonMessageError(
+            f"{env.type} schema version {env.schema_version} is not supported "
+            f"(this consumer reads {contract.SCHEMA_VERSION})"
+        )
+
+
+def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) -> AsgiFastStream:
+    engine = build_engine(settings, settings.otel_service_name)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def uow(env: Envelope = Depends(envelope)) -> UnitOfWork:  # noqa: B008
+        return UnitOfWork(sessions, env.caused())
+
+    kafka = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        logger=LOGGER,
+        log_level=logging.DEBUG,
+        middlewares=[
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=settings.otel_service_name),
+        ],
+    )
+    rabbit = RabbitBroker(
+        settings.rabbitmq_url(),
+        logger=LOGGER,
+        log_level=logging.DEBUG,
+        middlewares=[
+            RabbitTelemetryMiddleware(tracer_provider=tracer_provider),
+            RabbitPrometheusMiddleware(registry=REGISTRY, app_name=settings.otel_service_name),
+        ],
+    )
+
+    # Innermost middlewares: retries and dead letters happen inside the message's
+    # span and metrics.
+    kafka.add_middleware(
+        DeadLetterPolicy(
+            source=ORDERS.topic,
+            sink=kafka_dead_letter_topic(
+                kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group
+            ),
+            transient=TRANSIENT,
+            poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
+            max_attempts=settings.consumer_max_attempts,
+        )
+    )
+    rabbit.add_middleware(
+        DeadLetterPolicy(
+            source=POINT_COMMANDS.routing_key,
+            sink=rabbit_dead_letter_queue(rabbit, POINT_COMMANDS.routing_key),
+            transient=TRANSIENT,
+            poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
+            max_attempts=settings.consumer_max_attempts,
+            applies=lambda msg: msg.raw_message.routing_key == POINT_COMMANDS.routing_key,
+        )
+    )
+
+    orders = kafka.subscriber(
+        ORDERS.topic,
+        group_id=settings.consumer_group,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.REJECT_ON_ERROR,
+        title="orders (point-service)",
+        description="Order events; grants and revokes points.",
+    )
+
+    @orders(filter=has_type(OrderPlaced.TYPE))
+    async def on_order_placed(
+        body: OrderPlaced,
+        env: Envelope = Depends(envelope),  # noqa: B008
+        work: UnitOfWork = Depends(uow),  # noqa: B008
+    ) -> None:
+        expect_version(env, OrderPlaced)
+        await handlers.order_placed(body, env, work, settings.points_per_currency_unit)
+
+    @orders(filter=has_type(OrderCancelled.TYPE))
+    async def on_order_cancelled(
+        body: OrderCancelled,
+        env: Envelope = Depends(envelope),  # noqa: B008
+        work: UnitOfWork = Depends(uow),  # noqa: B008
+    ) -> None:
+        expect_version(env, OrderCancelled)
+        await handlers.order_cancelled(body, env, work)
+
+    @orders
+    async def on_unknown_order_message(env: Envelope = Depends(envelope)) -> None:  # noqa: B008
+        raise PoisonMessageError(f"no handler for message type {env.type!r}")
+
+    channel = Channel(prefetch_count=settings.rabbitmq_prefetch)
+
+    @rabbit.subscriber(
+        RabbitQueue(POINT_COMMANDS.routing_key, durable=True, declare=False),
+        channel=channel,
+        ack_policy=AckPolicy.REJECT_ON_ERROR,
+        title="point.commands",
+        description="GrantPoints: a manual adjustment, exactly one receiver.",
+    )
+    async def on_grant_points(
+        body: GrantPoints,
+        env: Envelope = Depends(envelope),  # noqa: B008
+        work: UnitOfWork = Depends(uow),  # noqa: B008
+    ) -> None:
+        if env.type != GrantPoints.TYPE:
+            raise PoisonMessageError(f"point.commands takes {GrantPoints.TYPE}, not {env.type!r}")
+        expect_version(env, GrantPoints)
+        await handlers.grant_points(body, env, work)
+
+    @rabbit.subscriber(
+        RabbitQueue(POINT_BALANCE.routing_key, durable=True, declare=False),
+        channel=channel,
+        title="point.balance",
+        description="GetPointBalance: request/reply (reply-to and correlation id).",
+    )
+    async def on_get_balance(body: GetPointBalance) -> PointBalance:
+        # A read: no inbox, no outbox, nothing to deduplicate.
+        return await handlers.point_balance(
+            body.customer_id, UnitOfWork(sessions, MessageContext("point.balance"))
+        )
+
+    @get
+    async def ready(scope: Any) -> AsgiResponse:
+        try:
+            async with sessions() as session:
+                await session.execute(text("select 1"))
+            healthy = await kafka.ping(2) and await rabbit.ping(2)
+        except TRANSIENT:
+            healthy = False
+        body = b'{"status": "ok"}' if healthy else b'{"status": "unavailable"}'
+        return AsgiResponse(body, 200 if healthy else 503)
+
+    @get
+    async def live(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b'{"status": "ok"}', 200)
+
+    async def dispose() -> None:
+        await engine.dispose()
+
+    return AsgiFastStream(
+        kafka,
+        rabbit,
+        logger=LOGGER,
+        asgi_routes=[
+            ("/health/live", live),
+            ("/health/ready", ready),
+            ("/metrics", make_asgi_app()),
+        ],
+        asyncapi_path="/asyncapi",
+        after_shutdown=[dispose],
+    )

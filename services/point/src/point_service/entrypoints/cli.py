@@ -1,0 +1,59 @@
+"""point-service: `serve` the consumers, `migrate` the database, or
+`rebuild-projection` (replay `orders` into a fresh schema and compare)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from messaging.migrations import upgrade
+from messaging.telemetry import setup_telemetry
+from point_service.entrypoints.app import create_app
+from point_service.settings import PointServiceSettings
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def serve(settings: PointServiceSettings) -> None:
+    provider = setup_telemetry(settings)
+    uvicorn.run(
+        create_app(settings, provider),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="point-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the consumers (and health, metrics, AsyncAPI over HTTP)")
+    sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    rebuild = sub.add_parser(
+        "rebuild-projection",
+        help="replay `orders` from the beginning in a new consumer group into a fresh schema "
+        "and compare the balances with the live ones",
+    )
+    rebuild.add_argument("--keep", action="store_true", help="keep the replay schema")
+    args = parser.parse_args(argv)
+    settings = PointServiceSettings()
+    if args.command == "migrate":
+        upgrade(MIGRATIONS)
+    elif args.command == "serve":
+        serve(settings)
+    else:
+        from point_service.entrypoints.replay import rebuild_projection
+
+        return asyncio.run(rebuild_projection(settings, keep=args.keep))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The one settings class of the point-service process."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field
+
+from messaging.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    KafkaSettings,
+    RabbitMQSettings,
+    TelemetrySettings,
+)
+from messaging.topology import POINT_SERVICE_GROUP
+
+
+class PointServiceSettings(
+    DatabaseSettings, KafkaSettings, RabbitMQSettings, TelemetrySettings, HttpSettings
+):
+    # The earning rule: points per whole unit of an order's total (rounded down).
+    points_per_currency_unit: Decimal = Field(default=Decimal(1), ge=0)
+    consumer_group: str = POINT_SERVICE_GROUP
+    # Unacknowledged RabbitMQ deliveries per consumer (backpressure).
+    rabbitmq_prefetch: int = Field(default=20, ge=1)
+    # Attempts of a failing (non-transient) message before it is dead-lettered.
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    # Inbox ids are kept this long: longer than Kafka's retention of `orders`.
+    inbox_retention_days: float = Field(default=14, gt=0)
