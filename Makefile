@@ -24,7 +24,7 @@ help: ## List every target with what it does
 system-deps: ## Install the Debian packages the stack needs (apt as root; otherwise names them)
 	@bash deploy/local/install-system-deps.sh
 
-tools: system-deps venv $(BIN)/jaeger $(TOOLS)/kafka/libs $(TOOLS)/jmx_prometheus_javaagent.jar $(BIN)/helm $(BIN)/kube-score $(BIN)/kind $(BIN)/toxiproxy-server ## Install every pinned tool into .tools/ (reused when present)
+tools: system-deps venv $(BIN)/jaeger $(TOOLS)/kafka/libs $(TOOLS)/jmx_prometheus_javaagent.jar $(BIN)/helm $(BIN)/kube-score $(BIN)/kind $(BIN)/toxiproxy-server $(BIN)/mailpit ## Install every pinned tool into .tools/ (reused when present)
 
 venv: $(UV) ## Create .venv with every workspace package from uv.lock
 	@$(UV) sync --frozen --all-packages --quiet
@@ -44,6 +44,7 @@ endef
 $(eval $(call go-tool,helm,helm.sh/helm/v4/cmd/helm,$(HELM_VERSION)))
 $(eval $(call go-tool,kube-score,github.com/zegl/kube-score/cmd/kube-score,$(KUBE_SCORE_VERSION)))
 $(eval $(call go-tool,kind,sigs.k8s.io/kind,$(KIND_VERSION)))
+$(eval $(call go-tool,mailpit,github.com/axllent/mailpit,$(MAILPIT_VERSION)))
 
 $(BIN)/toxiproxy-server: $(TOOLS)/toxiproxy-server-$(TOXIPROXY_VERSION)/toxiproxy-server
 	@mkdir -p $(BIN) && ln -sf $< $@

@@ -5,6 +5,7 @@ HELM_VERSION        := v4.3.1
 KUBE_SCORE_VERSION  := v1.20.0
 KIND_VERSION        := v0.33.0
 TOXIPROXY_VERSION   := v2.5.0
+MAILPIT_VERSION     := v1.27.11
 # Jaeger v2.13.0 (the v1.76.0 tag is on the same commit; see tools/jaeger/go.mod).
 JAEGER_VERSION      := v1.76.0
 # Kafka's own version is pinned in tools/kafka/pom.xml.

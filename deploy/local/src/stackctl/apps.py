@@ -104,6 +104,16 @@ class Apps:
             **self.http_env(self.s.point_service_port),
         }
 
+    def notification_service_env(self) -> dict[str, str]:
+        return {
+            **self.database_env("notification"),
+            **self.rabbitmq_env("notification"),
+            **self.telemetry_env("notification-service"),
+            **self.http_env(self.s.notification_service_port),
+            "SMTP_HOST": self.s.host,
+            "SMTP_PORT": str(self.s.mailpit_smtp_port),
+        }
+
     def components(self) -> list[Component]:
         return [
             self.service(
@@ -120,6 +130,12 @@ class Apps:
                 self.s.point_service_port,
             ),
             self.relay("point", self.s.point_relay_port),
+            self.service(
+                "notification-service",
+                [str(self.bin / "notification-service"), "serve"],
+                self.notification_service_env(),
+                self.s.notification_service_port,
+            ),
         ]
 
     def jobs(self) -> list[Job]:
@@ -138,5 +154,10 @@ class Apps:
                 "point-migrate",
                 [str(self.bin / "point-service"), "migrate"],
                 self.point_service_env(),
+            ),
+            Job(
+                "notification-migrate",
+                [str(self.bin / "notification-service"), "migrate"],
+                self.notification_service_env(),
             ),
         ]

@@ -106,6 +106,7 @@ class LocalStack:
             self.kafka(),
             self.prometheus(),
             self.jaeger(),
+            self.mailpit(),
         ]
 
     # -- PostgreSQL ---------------------------------------------------------
@@ -379,6 +380,36 @@ class LocalStack:
             },
             probe=probe,
             prepare=prepare,
+            needs={str(binary): MAKE_TOOLS},
+            priority=30,
+        )
+
+    # -- Mailpit ------------------------------------------------------------
+    def mailpit(self) -> Component:
+        """The mail catcher: a real SMTP server that keeps what it receives and
+        shows it over an HTTP API; its chaos triggers make SMTP fail on demand."""
+        base = self.s.state_dir / "mailpit"
+        binary = self.s.tools_dir / "bin" / "mailpit"
+        url = f"http://{self.s.host}:{self.s.mailpit_http_port}"
+        return Component(
+            name="mailpit",
+            command=[
+                str(binary),
+                "--smtp",
+                f"{self.s.host}:{self.s.mailpit_smtp_port}",
+                "--listen",
+                f"{self.s.host}:{self.s.mailpit_http_port}",
+                "--database",
+                str(base / "mailpit.db"),
+                "--max",
+                "200000",
+                "--smtp-disable-rdns",
+                "--enable-chaos",
+                "--disable-version-check",
+            ],
+            ports={"smtp": self.s.mailpit_smtp_port, "http": self.s.mailpit_http_port},
+            probe=lambda: probes.http_ok(f"{url}/readyz"),
+            prepare=lambda: base.mkdir(parents=True, exist_ok=True),
             needs={str(binary): MAKE_TOOLS},
             priority=30,
         )

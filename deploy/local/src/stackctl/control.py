@@ -157,8 +157,12 @@ async def up(
     if "rabbitmq" in names:
         await provision_rabbitmq(stack)
     if with_apps:
-        for job in Apps(stack).jobs():
-            timings.append((job.name, run_job(job, stack.s.ready_timeout_s)))
+        jobs = Apps(stack).jobs()
+        # Independent of each other (topology, one database each): run together.
+        durations = await asyncio.gather(
+            *(asyncio.to_thread(run_job, job, stack.s.ready_timeout_s) for job in jobs)
+        )
+        timings += list(zip((job.name for job in jobs), durations, strict=True))
     timings += await start_and_wait(stack, supervisor, [c for c in components if not c.autostart])
     for name, took in timings:
         print(f"  {name:<20} ready after {took:5.1f}s")

@@ -56,6 +56,9 @@ class StackSettings(BaseSettings):
     order_relay_port: int = 30801
     point_service_port: int = 30810
     point_relay_port: int = 30811
+    notification_service_port: int = 30820
+    mailpit_smtp_port: int = 30825
+    mailpit_http_port: int = 30826
 
     kafka_heap: str = "512m"
     # How long `up` waits for one component to become ready before failing.

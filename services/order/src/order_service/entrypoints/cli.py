@@ -7,26 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from messaging.migrations import upgrade
-from messaging.telemetry import setup_telemetry
+from messaging.serving import serve
 from order_service.entrypoints.http import create_app
 from order_service.settings import OrderServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def serve(settings: OrderServiceSettings) -> None:
-    setup_telemetry(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         upgrade(MIGRATIONS)
     else:
-        serve(OrderServiceSettings())
+        settings = OrderServiceSettings()
+        serve(settings, settings, lambda _: create_app(settings))
     return 0
 
 

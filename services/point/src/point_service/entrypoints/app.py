@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import asyncpg
 import pydantic
 import sqlalchemy.exc
 from faststream import AckPolicy, Depends
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -28,8 +27,7 @@ from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import REGISTRY, make_asgi_app
-from sqlalchemy import text
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.consumer import (
@@ -44,6 +42,7 @@ from messaging.contracts.points import GetPointBalance, GrantPoints, PointBalanc
 from messaging.database import build_engine
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
+from messaging.health import database_check, health_routes
 from messaging.topology import (
     ORDERS,
     ORDERS_POINT_SERVICE_DLT,
@@ -195,20 +194,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
             body.customer_id, UnitOfWork(sessions, MessageContext("point.balance"))
         )
 
-    @get
-    async def ready(scope: Any) -> AsgiResponse:
-        try:
-            async with sessions() as session:
-                await session.execute(text("select 1"))
-            healthy = await kafka.ping(2) and await rabbit.ping(2)
-        except TRANSIENT:
-            healthy = False
-        body = b'{"status": "ok"}' if healthy else b'{"status": "unavailable"}'
-        return AsgiResponse(body, 200 if healthy else 503)
-
-    @get
-    async def live(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status": "ok"}', 200)
+    broker_checks = [lambda: kafka.ping(2), lambda: rabbit.ping(2)]
 
     async def dispose() -> None:
         await engine.dispose()
@@ -217,11 +203,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         kafka,
         rabbit,
         logger=LOGGER,
-        asgi_routes=[
-            ("/health/live", live),
-            ("/health/ready", ready),
-            ("/metrics", make_asgi_app()),
-        ],
+        asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
         after_shutdown=[dispose],
     )

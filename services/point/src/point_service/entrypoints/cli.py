@@ -9,26 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from messaging.migrations import upgrade
-from messaging.telemetry import setup_telemetry
+from messaging.serving import serve
 from point_service.entrypoints.app import create_app
 from point_service.settings import PointServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-
-def serve(settings: PointServiceSettings) -> None:
-    provider = setup_telemetry(settings)
-    uvicorn.run(
-        create_app(settings, provider),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         upgrade(MIGRATIONS)
     elif args.command == "serve":
-        serve(settings)
+        serve(settings, settings, lambda provider: create_app(settings, provider))
     else:
         from point_service.entrypoints.replay import rebuild_projection
 

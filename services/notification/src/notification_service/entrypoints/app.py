@@ -1,0 +1,143 @@
+"""The notification service's message door (FastStream), thin.
+
+`notification.send` is consumed push-style: RabbitMQ delivers up to
+`rabbitmq_prefetch` unacknowledged messages, highest priority first, and each
+is acknowledged only after its mail was delivered (or handed on to a retry
+queue or the parking lot, each publish confirmed first). A failed delivery
+waits in `notification.send.retry.<n>` (TTL 1 s, 5 s, 25 s) and comes back
+through the dead-letter exchange; after the last attempt, or at once for a
+permanent SMTP failure or a malformed message, it goes to the parking lot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import asyncpg
+import pydantic
+import sqlalchemy.exc
+from faststream import AckPolicy, Depends
+from faststream.asgi import AsgiFastStream
+from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from messaging.consumer import DeadLetterPolicy, Envelope, PoisonMessageError, envelope
+from messaging.contracts.notifications import SendNotification
+from messaging.database import build_engine
+from messaging.deadletter import rabbit_dead_letter_queue
+from messaging.health import database_check, health_routes
+from messaging.topology import (
+    NOTIFICATION_RETRY_EXCHANGE,
+    NOTIFICATION_SEND,
+    notification_retry_queue,
+)
+from notification_service.adapters.mailer import SmtpMailer
+from notification_service.service_layer import handlers
+from notification_service.settings import NotificationServiceSettings
+
+LOGGER = logging.getLogger("notification_service.faststream")
+ATTEMPT_HEADER = "x-delivery-attempt"
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
+
+
+def create_app(
+    settings: NotificationServiceSettings, tracer_provider: TracerProvider
+) -> AsgiFastStream:
+    engine = build_engine(settings, settings.otel_service_name)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    mailer = SmtpMailer(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_timeout_s,
+        settings.smtp_sender,
+        settings.smtp_workers,
+    )
+    rabbit = RabbitBroker(
+        settings.rabbitmq_url(),
+        logger=LOGGER,
+        log_level=logging.DEBUG,
+        middlewares=[
+            RabbitTelemetryMiddleware(tracer_provider=tracer_provider),
+            RabbitPrometheusMiddleware(registry=REGISTRY, app_name=settings.otel_service_name),
+        ],
+    )
+    queue = NOTIFICATION_SEND.routing_key
+    park = rabbit_dead_letter_queue(rabbit, queue)
+    # Malformed messages go to the parking lot at once; a down database is
+    # waited for with the message in hand.
+    rabbit.add_middleware(
+        DeadLetterPolicy(
+            source=queue,
+            sink=park,
+            transient=TRANSIENT,
+            poison=(PoisonMessageError, pydantic.ValidationError, json.JSONDecodeError),
+        )
+    )
+
+    @rabbit.subscriber(
+        RabbitQueue(queue, durable=True, declare=False),
+        channel=Channel(prefetch_count=settings.rabbitmq_prefetch),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=queue,
+        description="SendNotification: deliver one e-mail; acked once delivered.",
+    )
+    async def on_send_notification(
+        body: SendNotification,
+        env: Envelope = Depends(envelope),  # noqa: B008
+        *,
+        message: RabbitMessage,
+    ) -> None:
+        if (
+            env.type != SendNotification.TYPE
+            or env.schema_version != SendNotification.SCHEMA_VERSION
+        ):
+            raise PoisonMessageError(f"{queue} takes {SendNotification.TYPE} v1, not {env.type}")
+        attempt = int(message.headers.get(ATTEMPT_HEADER, 1))
+        outcome = await handlers.deliver(body, env, attempt, sessions, mailer)
+        if isinstance(outcome, handlers.RetryLater):
+            raw = message.raw_message
+            await rabbit.publish(
+                message.body,
+                exchange=NOTIFICATION_RETRY_EXCHANGE,
+                routing_key=notification_retry_queue(outcome.next_attempt - 1),
+                headers={
+                    **message.headers,
+                    ATTEMPT_HEADER: outcome.next_attempt,
+                    "x-last-error": outcome.reason[:1000],
+                },
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                content_type=message.content_type,
+                priority=raw.priority,
+                persist=True,
+                mandatory=True,
+            )
+        elif isinstance(outcome, handlers.Park):
+            await park(message, "undeliverable", outcome.reason)
+
+    broker_checks = [lambda: rabbit.ping(2)]
+
+    async def dispose() -> None:
+        mailer.close()
+        await engine.dispose()
+
+    return AsgiFastStream(
+        rabbit,
+        logger=LOGGER,
+        asgi_routes=health_routes([database_check(sessions), *broker_checks]),
+        asyncapi_path="/asyncapi",
+        after_shutdown=[dispose],
+    )

@@ -1,0 +1,7 @@
+"""Alembic environment of the notification database."""
+
+from messaging.migrations import run_environment
+from notification_service.adapters.orm import metadata
+from notification_service.settings import NotificationServiceSettings
+
+run_environment(metadata, NotificationServiceSettings())

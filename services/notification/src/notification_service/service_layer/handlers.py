@@ -1,0 +1,120 @@
+"""Delivering one SendNotification: deduplicate, send, record.
+
+The mail goes out before the delivery is recorded: if the process dies in
+between, the redelivered command sends the mail again (at-least-once; the
+mail's Message-ID carries the command id so that receivers can spot it).
+Recording first and sending after would instead lose mail on such a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from messaging.consumer import DUPLICATES, Envelope
+from messaging.contracts.notifications import SendNotification
+from messaging.inbox.store import first_delivery
+from messaging.topology import NOTIFICATION_RETRY_DELAYS_S
+from notification_service.adapters.mailer import (
+    PermanentDeliveryError,
+    SmtpMailer,
+    TemporaryDeliveryError,
+)
+from notification_service.adapters.orm import deliveries, inbox
+
+CONSUMER = "notification-service.send"
+# Attempts in all: the first, then one per retry delay.
+MAX_ATTEMPTS = len(NOTIFICATION_RETRY_DELAYS_S) + 1
+
+OUTCOMES = Counter(
+    "notification_deliveries_total",
+    "Outcome of each SendNotification delivery attempt (delivered, duplicate, retry, parked).",
+    ["kind", "outcome"],
+)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    pass
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    pass
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    next_attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Park:
+    reason: str
+
+
+Outcome = Delivered | Duplicate | RetryLater | Park
+LABELS: dict[type[Outcome], str] = {
+    Delivered: "delivered",
+    Duplicate: "duplicate",
+    RetryLater: "retry",
+    Park: "parked",
+}
+
+
+async def already_delivered(session: AsyncSession, envelope: Envelope) -> bool:
+    found = await session.execute(
+        select(inbox.c.message_id).where(
+            inbox.c.consumer == CONSUMER, inbox.c.message_id == envelope.id
+        )
+    )
+    return found.first() is not None
+
+
+async def deliver(
+    command: SendNotification,
+    envelope: Envelope,
+    attempt: int,
+    sessions: async_sessionmaker[AsyncSession],
+    mailer: SmtpMailer,
+) -> Outcome:
+    outcome = await _deliver(command, envelope, attempt, sessions, mailer)
+    OUTCOMES.labels(command.kind.value, LABELS[type(outcome)]).inc()
+    return outcome
+
+
+async def _deliver(
+    command: SendNotification,
+    envelope: Envelope,
+    attempt: int,
+    sessions: async_sessionmaker[AsyncSession],
+    mailer: SmtpMailer,
+) -> Outcome:
+    async with sessions() as session:
+        if await already_delivered(session, envelope):
+            DUPLICATES.labels(CONSUMER).inc()
+            return Duplicate()
+    try:
+        await mailer.send(str(envelope.id), command)
+    except PermanentDeliveryError as exc:
+        return Park(f"permanent SMTP failure: {exc.reason}")
+    except TemporaryDeliveryError as exc:
+        if attempt >= MAX_ATTEMPTS:
+            return Park(f"still failing after {attempt} attempts: {exc.reason}")
+        return RetryLater(attempt + 1, exc.reason)
+    async with sessions.begin() as session:
+        if await first_delivery(session, inbox, CONSUMER, envelope.id, envelope.type):
+            await session.execute(
+                insert(deliveries).values(
+                    message_id=envelope.id,
+                    kind=command.kind.value,
+                    recipient=command.recipient,
+                    subject=command.subject,
+                    attempts=attempt,
+                )
+            )
+    return Delivered()
