@@ -91,6 +91,7 @@ class Apps:
     def order_service_env(self) -> dict[str, str]:
         return {
             **self.database_env("order"),
+            **self.rabbitmq_env("order"),
             **self.telemetry_env("order-service"),
             **self.http_env(self.s.order_service_port),
         }

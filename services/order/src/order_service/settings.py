@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from messaging.settings import DatabaseSettings, HttpSettings, TelemetrySettings
+from messaging.settings import DatabaseSettings, HttpSettings, RabbitMQSettings, TelemetrySettings
 
 
-class OrderServiceSettings(DatabaseSettings, TelemetrySettings, HttpSettings):
+class OrderServiceSettings(DatabaseSettings, RabbitMQSettings, TelemetrySettings, HttpSettings):
     # The database must answer within this, or the request gets a 503.
     database_connect_timeout_s: float = Field(default=2.0, gt=0)
+    # How long GET /customers/{id}/summary waits for point-service's answer
+    # before it answers without the balance.
+    points_request_timeout_s: float = Field(default=0.3, gt=0, le=5)

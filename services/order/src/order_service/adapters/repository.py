@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_service.adapters.orm import order_lines, orders
@@ -72,6 +72,13 @@ class OrderRepository:
             .all()
         )
         return await self._with_lines(rows)
+
+    async def count_by_customer(self, customer_id: str) -> int:
+        return (
+            await self.session.execute(
+                select(func.count()).select_from(orders).where(orders.c.customer_id == customer_id)
+            )
+        ).scalar_one()
 
     async def save_status(self, order: Order) -> None:
         await self.session.execute(

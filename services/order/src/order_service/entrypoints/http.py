@@ -6,6 +6,7 @@ missing order, 503 an unavailable database (fast, nothing half-written).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -13,10 +14,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy.exc
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -27,8 +28,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
+from messaging.contracts.points import PointBalance
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
+from order_service.adapters.points_client import PointsClient
 from order_service.domain.model import Line, Order
 from order_service.service_layer import handlers
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -98,6 +101,18 @@ class OrderOut(BaseModel):
         )
 
 
+class PointsOut(BaseModel):
+    status: Literal["available", "unavailable"]
+    balance: int | None = None
+    reason: str | None = None
+
+
+class CustomerSummary(BaseModel):
+    customer_id: str
+    orders: int
+    points: PointsOut
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(
         {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
@@ -132,10 +147,13 @@ Uow = Annotated[UnitOfWork, Depends(unit_of_work)]
 def create_app(settings: OrderServiceSettings) -> FastAPI:
     engine = build_engine(settings, settings.otel_service_name)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
+    points = PointsClient(settings.rabbitmq_url(), settings.points_request_timeout_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        points.start()
         yield
+        await points.stop()
         await engine.dispose()
 
     app = FastAPI(
@@ -230,6 +248,23 @@ def create_app(settings: OrderServiceSettings) -> FastAPI:
     @app.post("/orders/{order_id}/cancel", response_model=OrderOut)
     async def cancel_order(order_id: uuid.UUID, uow: Uow) -> OrderOut:
         return OrderOut.of(await handlers.cancel_order(order_id, uow))
+
+    @app.get("/customers/{customer_id}/summary", response_model=CustomerSummary)
+    async def customer_summary(
+        customer_id: Annotated[str, Path(min_length=1, max_length=64)], uow: Uow
+    ) -> CustomerSummary:
+        """The customer's orders from this service's own database, and the point
+        balance from point-service if it answers within the timeout."""
+        orders, balance = await asyncio.gather(
+            handlers.count_orders(customer_id, uow), points.balance(customer_id)
+        )
+        return CustomerSummary(
+            customer_id=customer_id,
+            orders=orders,
+            points=PointsOut(status="available", balance=balance.balance)
+            if isinstance(balance, PointBalance)
+            else PointsOut(status="unavailable", reason=balance.reason),
+        )
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:

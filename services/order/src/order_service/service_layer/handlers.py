@@ -117,3 +117,8 @@ async def get_order(order_id: uuid.UUID, uow: UnitOfWork) -> Order:
 async def list_orders(customer_id: str, limit: int, uow: UnitOfWork) -> list[Order]:
     async with uow:
         return await uow.orders.list_by_customer(customer_id, limit)
+
+
+async def count_orders(customer_id: str, uow: UnitOfWork) -> int:
+    async with uow:
+        return await uow.orders.count_by_customer(customer_id)
