@@ -18,7 +18,12 @@ class Record:
     offset: int
     key: str
     headers: dict[str, str]
-    value: dict[str, Any]
+    raw: bytes
+
+    @property
+    def value(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.raw)
+        return parsed
 
     @property
     def message_id(self) -> str:
@@ -97,7 +102,7 @@ async def read(
                         m.offset,
                         (m.key or b"").decode(),
                         {k: v.decode() for k, v in m.headers},
-                        json.loads(m.value),
+                        m.value,
                     )
                     for m in messages
                 ]
