@@ -18,10 +18,10 @@ from messaging.envelope import KafkaTopic, RabbitRoute
 from messaging.topology import COMMANDS_EXCHANGE
 from stackctl.components import LocalStack
 from tests.support import kafka
+from tests.support.metrics import metric
 from tests.support.outbox import (
     OutboxFixture,
     RelayProcess,
-    metric,
     probe_message,
     sequences_by_key,
 )

@@ -29,7 +29,8 @@ from stackctl.components import LocalStack
 from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
-from tests.support.outbox import free_port, metric
+from tests.support.metrics import Samples, metric, scrape
+from tests.support.outbox import free_port
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
 
 GROUP = "point-service"
@@ -89,17 +90,8 @@ async def grants(db: asyncpg.Connection, customer: str) -> list[int]:
     return [r["points"] for r in rows]
 
 
-async def point_metrics(stack: LocalStack, port: int | None = None) -> dict[Any, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    url = f"http://{stack.s.host}:{port or stack.s.point_service_port}/metrics"
-    async with httpx.AsyncClient(timeout=5) as http:
-        body = (await http.get(url)).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(body)
-        for s in family.samples
-    }
+async def point_metrics(stack: LocalStack, port: int | None = None) -> Samples:
+    return await scrape(f"http://{stack.s.host}:{port or stack.s.point_service_port}/metrics")
 
 
 async def placed_record(stack: LocalStack, order_id: str) -> kafka.Record:

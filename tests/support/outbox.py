@@ -16,7 +16,6 @@ from typing import ClassVar
 
 import asyncpg
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import MetaData, create_engine, insert, text
 
 from messaging.envelope import (
@@ -29,6 +28,7 @@ from messaging.outbox.schema import drop_notify_trigger_ddl, notify_trigger_ddl,
 from messaging.outbox.writer import outbox_row
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
+from tests.support.metrics import Samples, scrape
 
 
 class Probe(Contract):
@@ -155,14 +155,8 @@ class RelayProcess:
                 assert asyncio.get_running_loop().time() < deadline, self.output()
                 await asyncio.sleep(0.2)
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        async with httpx.AsyncClient(timeout=5) as http:
-            body = (await http.get(f"http://127.0.0.1:{self.port}/metrics/")).text
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body)
-            for s in family.samples
-        }
+    async def metrics(self) -> Samples:
+        return await scrape(f"http://127.0.0.1:{self.port}/metrics/")
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None
@@ -181,17 +175,6 @@ class RelayProcess:
     def output(self) -> str:
         self.log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
-
-
-def metric(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    return sum(
-        value
-        for (sample, sample_labels), value in samples.items()
-        if sample == name and set(labels.items()) <= set(sample_labels)
-    )
 
 
 def sequences_by_key(values: Sequence[dict[str, object]]) -> dict[str, list[int]]:

@@ -1,6 +1,7 @@
 """Delivering one SendNotification: deduplicate, send, record.
 
-The mail goes out before the delivery is recorded: if the process dies in
+The mail goes out before the delivery is recorded (both inside one
+transaction that holds a lock on the message id): if the process dies in
 between, the redelivered command sends the mail again (at-least-once; the
 mail's Message-ID carries the command id so that receivers can spot it).
 Recording first and sending after would instead lose mail on such a crash.
@@ -8,10 +9,11 @@ Recording first and sending after would instead lose mail on such a crash.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from prometheus_client import Counter
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.consumer import DUPLICATES, Envelope
@@ -94,27 +96,35 @@ async def _deliver(
     sessions: async_sessionmaker[AsyncSession],
     mailer: SmtpMailer,
 ) -> Outcome:
-    async with sessions() as session:
+    # One delivery per message id, even for two copies handled at the same time
+    # (prefetch lets several run concurrently): the transaction-scoped advisory
+    # lock on the id makes a concurrent copy wait, then find the first one's record.
+    async with sessions.begin() as session:
+        await session.execute(select(func.pg_advisory_xact_lock(lock_key(envelope.id))))
         if await already_delivered(session, envelope):
             DUPLICATES.labels(CONSUMER).inc()
             return Duplicate()
-    try:
-        await mailer.send(str(envelope.id), command)
-    except PermanentDeliveryError as exc:
-        return Park(f"permanent SMTP failure: {exc.reason}")
-    except TemporaryDeliveryError as exc:
-        if attempt >= MAX_ATTEMPTS:
-            return Park(f"still failing after {attempt} attempts: {exc.reason}")
-        return RetryLater(attempt + 1, exc.reason)
-    async with sessions.begin() as session:
-        if await first_delivery(session, inbox, CONSUMER, envelope.id, envelope.type):
-            await session.execute(
-                insert(deliveries).values(
-                    message_id=envelope.id,
-                    kind=command.kind.value,
-                    recipient=command.recipient,
-                    subject=command.subject,
-                    attempts=attempt,
-                )
+        try:
+            await mailer.send(str(envelope.id), command)
+        except PermanentDeliveryError as exc:
+            return Park(f"permanent SMTP failure: {exc.reason}")
+        except TemporaryDeliveryError as exc:
+            if attempt >= MAX_ATTEMPTS:
+                return Park(f"still failing after {attempt} attempts: {exc.reason}")
+            return RetryLater(attempt + 1, exc.reason)
+        await first_delivery(session, inbox, CONSUMER, envelope.id, envelope.type)
+        await session.execute(
+            insert(deliveries).values(
+                message_id=envelope.id,
+                kind=command.kind.value,
+                recipient=command.recipient,
+                subject=command.subject,
+                attempts=attempt,
             )
+        )
     return Delivered()
+
+
+def lock_key(message_id: uuid.UUID) -> int:
+    """A signed 64-bit advisory lock key from the message id."""
+    return (message_id.int & 0xFFFF_FFFF_FFFF_FFFF) - (1 << 63)
