@@ -24,7 +24,7 @@ help: ## List every target with what it does
 system-deps: ## Install the Debian packages the stack needs (apt as root; otherwise names them)
 	@bash deploy/local/install-system-deps.sh
 
-tools: system-deps venv $(BIN)/jaeger $(TOOLS)/kafka/libs $(TOOLS)/jmx_prometheus_javaagent.jar $(BIN)/helm $(BIN)/kube-score $(BIN)/kind $(BIN)/toxiproxy-server $(BIN)/mailpit ## Install every pinned tool into .tools/ (reused when present)
+tools: system-deps venv $(BIN)/jaeger $(TOOLS)/kafka/libs $(TOOLS)/jmx_prometheus_javaagent.jar $(BIN)/helm $(BIN)/kube-score $(BIN)/kind $(BIN)/toxiproxy-server $(BIN)/mailpit $(ASYNCAPI_CLI) ## Install every pinned tool into .tools/ (reused when present)
 
 venv: $(UV) ## Create .venv with every workspace package from uv.lock
 	@$(UV) sync --frozen --all-packages --quiet
@@ -58,6 +58,14 @@ $(BIN)/jaeger: $(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger
 $(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger: tools/jaeger/go.mod tools/jaeger/go.sum
 	@echo "building jaeger (v2 all-in-one) from module $(JAEGER_VERSION) (first time only; takes minutes)"
 	cd tools/jaeger && $(GOBUILD) build -trimpath -o $@ github.com/jaegertracing/jaeger/cmd/jaeger
+
+# The AsyncAPI CLI from npm, pinned by tools/asyncapi/package-lock.json.
+ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
+$(ASYNCAPI_CLI): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	mkdir -p $(TOOLS)/asyncapi && cp tools/asyncapi/package.json tools/asyncapi/package-lock.json $(TOOLS)/asyncapi/
+	cd $(TOOLS)/asyncapi && npm ci --no-audit --no-fund --loglevel=error
+	echo '{"analyticsEnabled": "false", "infoMessageShown": "true", "userID": "none"}' > $(TOOLS)/asyncapi/analytics.json
+	touch $@
 
 $(TOOLS)/kafka/libs: $(TOOLS)/kafka-$(KAFKA_VERSION)/libs
 	@ln -sfn $(TOOLS)/kafka-$(KAFKA_VERSION) $(TOOLS)/kafka
@@ -96,7 +104,21 @@ relay-redrive: ## Re-drive every failed outbox message of SERVICE
 	@$(STACKCTL) exec $(SERVICE)-relay -- $(CURDIR)/.venv/bin/outbox-relay failures retry --all
 
 ##@ Quality
-.PHONY: lint format typecheck
+SERVICES := order point notification
+.PHONY: lint format typecheck asyncapi asyncapi-check
+asyncapi: venv ## Regenerate docs/asyncapi/<service>.json from the services' code
+	@mkdir -p docs/asyncapi
+	@for s in $(SERVICES); do .venv/bin/$$s-service asyncapi > docs/asyncapi/$$s-service.json; done
+
+asyncapi-check: venv $(ASYNCAPI_CLI) ## Committed AsyncAPI documents match the code and pass `asyncapi validate`
+	@for s in $(SERVICES); do \
+	  diff -u docs/asyncapi/$$s-service.json <(.venv/bin/$$s-service asyncapi 2>/dev/null) \
+	    || { echo "docs/asyncapi/$$s-service.json is stale: run make asyncapi"; exit 1; }; \
+	  ASYNCAPI_METRICS_CONFIG_PATH=$(TOOLS)/asyncapi/analytics.json SUPPRESS_NO_CONFIG_WARNING=1 \
+	    $(ASYNCAPI_CLI) validate docs/asyncapi/$$s-service.json --fail-severity error >/dev/null \
+	    || { echo "docs/asyncapi/$$s-service.json is not valid AsyncAPI"; exit 1; }; \
+	done; echo "asyncapi: $(words $(SERVICES)) documents current and valid"
+
 lint: venv ## ruff lint and format check
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
@@ -110,7 +132,7 @@ typecheck: venv ## mypy (strict) on the project's code
 
 ##@ Tests
 .PHONY: test test-unit test-integration
-test: lint typecheck test-unit up test-integration ## The full suite: lint, types, unit, and the integration tests against the real local stack
+test: lint typecheck asyncapi-check test-unit up test-integration ## The full suite: lint, types, unit, and the integration tests against the real local stack
 
 test-unit: venv ## Unit tests (no stack needed)
 	@$(RUN) pytest tests/unit

@@ -28,7 +28,7 @@ def database_check(sessions: async_sessionmaker[AsyncSession]) -> Check:
 
 
 def health_routes(checks: Sequence[Check]) -> list[tuple[str, ASGIApp]]:
-    @get
+    @get(include_in_schema=False)
     async def ready(scope: Any) -> AsgiResponse:
         try:
             healthy = all([await check() for check in checks])
@@ -37,7 +37,7 @@ def health_routes(checks: Sequence[Check]) -> list[tuple[str, ASGIApp]]:
         body = b'{"status": "ok"}' if healthy else b'{"status": "unavailable"}'
         return AsgiResponse(body, 200 if healthy else 503)
 
-    @get
+    @get(include_in_schema=False)
     async def live(scope: Any) -> AsgiResponse:
         return AsgiResponse(b'{"status": "ok"}', 200)
 

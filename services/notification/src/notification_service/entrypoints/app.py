@@ -22,6 +22,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -140,4 +141,10 @@ def create_app(
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
         after_shutdown=[dispose],
+        specification=AsyncAPI(
+            rabbit,
+            title="notification-service",
+            version="1",
+            description=__doc__.split("\n\n")[0] if __doc__ else None,
+        ),
     )

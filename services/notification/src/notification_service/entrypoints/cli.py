@@ -12,6 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from opentelemetry.sdk.trace import TracerProvider
+
+from messaging.asyncapi import placeholder_settings, render
 from messaging.migrations import upgrade
 from messaging.serving import serve
 from notification_service.entrypoints.app import create_app
@@ -26,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="consume notification.send and deliver e-mail")
     sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    sub.add_parser("asyncapi", help="print the AsyncAPI document (JSON)")
     lot = sub.add_parser("parking-lot", help="the parked messages").add_subparsers(
         dest="action", required=True
     )
@@ -34,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     retry.add_argument("ids", nargs="*", metavar="MESSAGE_ID")
     retry.add_argument("--all", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "asyncapi":
+        placeholder = NotificationServiceSettings.model_validate(placeholder_settings())
+        app = create_app(placeholder, TracerProvider())
+        print(render(app.schema), end="")  # type: ignore[arg-type]
+        return 0
     settings = NotificationServiceSettings()
     if args.command == "migrate":
         upgrade(MIGRATIONS)

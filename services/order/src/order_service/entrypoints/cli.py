@@ -1,4 +1,5 @@
-"""order-service: `serve` the HTTP API, or `migrate` the database to the latest schema."""
+"""order-service: `serve` the HTTP API, `migrate` the database to the latest schema,
+or print its `asyncapi` document."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from messaging.asyncapi import render
 from messaging.migrations import upgrade
 from messaging.serving import serve
+from order_service.entrypoints.asyncapi import specification
 from order_service.entrypoints.http import create_app
 from order_service.settings import OrderServiceSettings
 
@@ -17,10 +20,12 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="order-service", description=__doc__)
-    parser.add_argument("command", choices=["serve", "migrate"])
+    parser.add_argument("command", choices=["serve", "migrate", "asyncapi"])
     args = parser.parse_args(argv)
     if args.command == "migrate":
         upgrade(MIGRATIONS)
+    elif args.command == "asyncapi":
+        print(render(specification()), end="")
     else:
         settings = OrderServiceSettings()
         serve(settings, settings, lambda _: create_app(settings))

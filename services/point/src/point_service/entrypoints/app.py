@@ -2,7 +2,9 @@
 
 - Kafka `orders`, consumer group `point-service`: OrderPlaced and OrderCancelled,
   one message at a time per partition; the offset is committed only after the
-  handler's transaction has committed (AckPolicy.REJECT_ON_ERROR acks on success).
+  handler's transaction has committed (AckPolicy.NACK_ON_ERROR: acked on success;
+  an error that escapes the dead-letter middleware rewinds to the message
+  instead of skipping it).
 - RabbitMQ `point.commands`: the GrantPoints command, acked after its transaction.
 - RabbitMQ `point.balance`: GetPointBalance request/reply.
 
@@ -26,10 +28,12 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from messaging.asyncapi import document_outbox
 from messaging.consumer import (
     DeadLetterPolicy,
     Envelope,
@@ -37,17 +41,26 @@ from messaging.consumer import (
     envelope,
     has_type,
 )
+from messaging.contracts.notifications import SendNotification
 from messaging.contracts.orders import OrderCancelled, OrderPlaced
-from messaging.contracts.points import GetPointBalance, GrantPoints, PointBalance
+from messaging.contracts.points import (
+    GetPointBalance,
+    GrantPoints,
+    PointBalance,
+    PointsGranted,
+    PointsRevoked,
+)
 from messaging.database import build_engine
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
 from messaging.health import database_check, health_routes
 from messaging.topology import (
+    NOTIFICATION_SEND,
     ORDERS,
     ORDERS_POINT_SERVICE_DLT,
     POINT_BALANCE,
     POINT_COMMANDS,
+    POINTS,
 )
 from point_service.domain.model import InsufficientPointsError
 from point_service.service_layer import handlers
@@ -136,7 +149,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         ORDERS.topic,
         group_id=settings.consumer_group,
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.REJECT_ON_ERROR,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         title="orders (point-service)",
         description="Order events; grants and revokes points.",
     )
@@ -168,7 +181,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     @rabbit.subscriber(
         RabbitQueue(POINT_COMMANDS.routing_key, durable=True, declare=False),
         channel=channel,
-        ack_policy=AckPolicy.REJECT_ON_ERROR,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         title="point.commands",
         description="GrantPoints: a manual adjustment, exactly one receiver.",
     )
@@ -199,6 +212,9 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     async def dispose() -> None:
         await engine.dispose()
 
+    document_outbox(kafka, POINTS, PointsGranted)
+    document_outbox(kafka, POINTS, PointsRevoked)
+    document_outbox(rabbit, NOTIFICATION_SEND, SendNotification)
     return AsgiFastStream(
         kafka,
         rabbit,
@@ -206,4 +222,11 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
         after_shutdown=[dispose],
+        specification=AsyncAPI(
+            kafka,
+            rabbit,
+            title="point-service",
+            version="1",
+            description=__doc__.split("\n\n")[0] if __doc__ else None,
+        ),
     )
