@@ -55,5 +55,8 @@ def placeholder_settings() -> dict[str, Any]:
 
 
 def render(specification: AsyncAPI) -> str:
-    """The document as stable, reviewable JSON."""
-    return json.dumps(specification.to_specification().to_jsonable(), indent=2) + "\n"
+    """The document as stable, reviewable JSON. Keys are sorted: FastStream's order of
+    channels and schemas follows registration internals that differ between
+    machines, and a committed document must not."""
+    document = specification.to_specification().to_jsonable()
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
