@@ -139,3 +139,11 @@ test-unit: venv ## Unit tests (no stack needed)
 
 test-integration: ## Integration tests against the running local stack (make up first)
 	@$(RUN) pytest tests/integration
+
+##@ Benchmarks (outside CI; figures in bench/README.md)
+.PHONY: bench-relay
+bench-relay: up ## Relay vs plain aiokafka vs faststream-outbox on 50,000 rows, and latency at 500/s
+	@$(RUN) python -m bench.relay
+
+# Capabilities that keep their targets in their own file (charts, observability, ...).
+-include mk/*.mk

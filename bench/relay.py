@@ -232,6 +232,7 @@ async def ours(
         await conn.execute(f"drop table {table}")
     finally:
         await conn.close()
+    await expect_records(stack.kafka_bootstrap, topic, len(messages), "relay")
     return elapsed, breakdown
 
 
@@ -242,7 +243,16 @@ async def the_peer(stack: LocalStack, dsn: str, messages: list[OutgoingMessage])
     await peer.prepare(
         dsn, table, topic, [(r["ordering_key"], orjson.dumps(r["payload"])) for r in rows]
     )
-    return await peer.drain(dsn, table, stack.kafka_bootstrap, topic, len(rows), timeout_s=600)
+    elapsed = await peer.drain(dsn, table, stack.kafka_bootstrap, topic, len(rows), timeout_s=600)
+    await expect_records(stack.kafka_bootstrap, topic, len(rows), "peer")
+    return elapsed
+
+
+async def expect_records(bootstrap: str, topic: str, expected: int, who: str) -> None:
+    """A throughput figure counts only if every message reached the topic."""
+    found = sum((await kafka.end_offsets(bootstrap, topic)).values())
+    if found != expected:
+        raise SystemExit(f"{who}: {found} records on {topic}, expected {expected}")
 
 
 async def latency(
