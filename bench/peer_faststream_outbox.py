@@ -46,8 +46,9 @@ async def prepare(dsn: str, table: str, topic: str, messages: list[tuple[str, by
         ordered = sorted(messages, key=lambda m: m[0])
         async with sessions() as session, session.begin():
             for key, group in itertools.groupby(ordered, key=lambda m: m[0]):
+                values = [value for _, value in group]
                 await broker.publish_batch(
-                    *(value for _, value in group), queue=topic, session=session, headers={"key": key}
+                    *values, queue=topic, session=session, headers={"key": key}
                 )
     finally:
         await engine.dispose()
