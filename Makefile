@@ -141,9 +141,16 @@ test-integration: ## Integration tests against the running local stack (make up 
 	@$(RUN) pytest tests/integration
 
 ##@ Benchmarks (outside CI; figures in bench/README.md)
-.PHONY: bench-relay
+.PHONY: bench-relay bench-brokers
 bench-relay: up ## Relay vs plain aiokafka vs faststream-outbox on 50,000 rows, and latency at 500/s
 	@$(RUN) python -m bench.relay
+
+bench-brokers: up ## Kafka vs RabbitMQ: durable produce and consume of 100,000 messages, broker CPU per message
+	@$(RUN) python -m bench.brokers
+
+.PHONY: deep-dive
+deep-dive: up ## Print the evidence quoted in docs/deep-dive.md (consumer groups, consumers, STOMP, request/reply)
+	@$(RUN) python -m bench.deep_dive
 
 # Capabilities that keep their targets in their own file (charts, observability, ...).
 -include mk/*.mk

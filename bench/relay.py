@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import os
+import pstats
 import signal
 import socket
 import statistics
@@ -385,6 +387,9 @@ async def main() -> None:
     parser.add_argument(
         "--lag-trace", help="write 'commit_time latency_ms' per message here (to find stalls)"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the relay phase (cProfile, top functions)"
+    )
     args = parser.parse_args()
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
@@ -397,7 +402,13 @@ async def main() -> None:
 
     ceiling_s = await ceiling(stack.kafka_bootstrap, messages)
     print(f"ceiling (plain aiokafka)    {n / ceiling_s:9.0f} msgs/s  ({ceiling_s:.2f}s)")
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
     ours_s, breakdown = await ours(stack, dsn, messages)
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     print(f"relay (this project)        {n / ours_s:9.0f} msgs/s  ({ours_s:.2f}s)")
     for step, seconds in sorted(breakdown.seconds.items(), key=lambda kv: -kv[1]):
         print(f"    {step:<10} {seconds:6.2f}s summed over lanes ({seconds / ours_s:5.0%} of wall)")

@@ -20,8 +20,6 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from messaging.topology import ORDERS, ORDERS_POINT_SERVICE_DLT, POINT_COMMANDS
 from stackctl.apps import Apps
@@ -30,7 +28,7 @@ from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
 from tests.support.metrics import Samples, metric, scrape
-from tests.support.outbox import free_port
+from tests.support.processes import spawn_point_service
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
 
 GROUP = "point-service"
@@ -265,19 +263,8 @@ async def test_point_service_sigkilled_under_load_grants_every_order_exactly_onc
 async def test_two_replicas_share_the_partitions_and_grant_each_order_once(
     local_stack: LocalStack, api: httpx.AsyncClient, points_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        **Apps(local_stack).point_service_env(),
-        "HTTP_PORT": str(free_port()),
-        "OTEL_SERVICE_NAME": "point-service-replica",
-    }
     log = (tmp_path / "replica.log").open("wb")
-    replica = subprocess.Popen(
-        [str(Path(sys.executable).with_name("point-service")), "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    replica, replica_port = spawn_point_service(local_stack, log)
     try:
         members = await wait_for_members(local_stack, GROUP, 2)
         assert len(members) == 2, "both replicas joined the group"
@@ -308,7 +295,7 @@ async def test_two_replicas_share_the_partitions_and_grant_each_order_once(
             [uuid.UUID(i) for i in ids],
         )
         assert duplicates == 0
-        replica_metrics = await point_metrics(local_stack, int(env["HTTP_PORT"]))
+        replica_metrics = await point_metrics(local_stack, replica_port)
         assert metric(replica_metrics, "faststream_received_messages_total") > 0, (
             "the replica processed its share"
         )
@@ -480,31 +467,14 @@ async def rewind_group(stack: LocalStack, group: str, by: int) -> int:
 
 
 async def wait_for_members(stack: LocalStack, group: str, count: int) -> list[list[int]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            response = (await admin.describe_consumer_groups([group]))[0].to_object()
-            members = [
-                sorted(
-                    p
-                    for topic, partitions in ConsumerProtocolMemberAssignment.decode(
-                        m["member_assignment"]
-                    ).assignment
-                    if topic == ORDERS.topic
-                    for p in partitions
-                )
-                if m["member_assignment"]
-                else []
-                for m in response["groups"][0]["members"]
-            ]
-            settled = len(members) >= count and all(members)
-            if (settled and sum(len(x) for x in members) == 6) or time.monotonic() > deadline:
-                return members
-            await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
+    deadline = time.monotonic() + 60
+    while True:
+        _, found = await kafka.group_members(stack.kafka_bootstrap, group, ORDERS.topic)
+        members = [m.partitions for m in found]
+        settled = len(members) >= count and all(members)
+        if (settled and sum(len(x) for x in members) == 6) or time.monotonic() > deadline:
+            return members
+        await asyncio.sleep(0.5)
 
 
 async def wait_for_lag_zero(stack: LocalStack, group: str, timeout_s: float = 60) -> None:

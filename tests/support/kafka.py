@@ -121,3 +121,34 @@ def first_occurrences(records: list[Record]) -> list[Record]:
             seen.add(r.message_id)
             unique.append(r)
     return unique
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    client_id: str
+    host: str
+    partitions: list[int]
+
+
+async def group_members(bootstrap: str, group: str, topic: str) -> tuple[str, list[GroupMember]]:
+    """The group's state and its members with the partitions of `topic` each owns,
+    as the group coordinator reports them."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = (await admin.describe_consumer_groups([group]))[0].to_object()
+    finally:
+        await admin.close()
+    state = described["groups"][0]
+    members = []
+    for m in state["members"]:
+        assignment = (
+            ConsumerProtocolMemberAssignment.decode(m["member_assignment"]).assignment
+            if m["member_assignment"]
+            else []
+        )
+        owned = sorted(p for t, parts in assignment if t == topic for p in parts)
+        members.append(GroupMember(m["client_id"], m["client_host"], owned))
+    return str(state["state"]), members
