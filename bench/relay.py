@@ -212,7 +212,10 @@ class Breakdown:
 
 
 async def ours(
-    stack: LocalStack, dsn: str, messages: list[OutgoingMessage]
+    stack: LocalStack,
+    dsn: str,
+    messages: list[OutgoingMessage],
+    profiler: cProfile.Profile | None = None,
 ) -> tuple[float, Breakdown]:
     topic = await create_topic(stack.kafka_bootstrap, f"bench-relay-{uuid.uuid4().hex[:6]}")
     table = f"outbox_bench_{uuid.uuid4().hex[:6]}"
@@ -224,6 +227,8 @@ async def ours(
     relay.store.mark_sent = breakdown.wrap("mark_sent", relay.store.mark_sent)  # type: ignore[method-assign, assignment]
     conn = await asyncpg.connect(dsn)
     try:
+        if profiler:
+            profiler.enable()
         started = time.perf_counter()
         task = asyncio.create_task(relay.run())
         while await conn.fetchval(f"select count(*) from {table} where state = 'pending'"):
@@ -231,6 +236,8 @@ async def ours(
         elapsed = time.perf_counter() - started
         relay.stop()
         await task
+        if profiler:
+            profiler.disable()
         await conn.execute(f"drop table {table}")
     finally:
         await conn.close()
@@ -403,12 +410,9 @@ async def main() -> None:
     ceiling_s = await ceiling(stack.kafka_bootstrap, messages)
     print(f"ceiling (plain aiokafka)    {n / ceiling_s:9.0f} msgs/s  ({ceiling_s:.2f}s)")
     profiler = cProfile.Profile() if args.profile else None
+    ours_s, breakdown = await ours(stack, dsn, messages, profiler)
     if profiler:
-        profiler.enable()
-    ours_s, breakdown = await ours(stack, dsn, messages)
-    if profiler:
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     print(f"relay (this project)        {n / ours_s:9.0f} msgs/s  ({ours_s:.2f}s)")
     for step, seconds in sorted(breakdown.seconds.items(), key=lambda kv: -kv[1]):
         print(f"    {step:<10} {seconds:6.2f}s summed over lanes ({seconds / ours_s:5.0%} of wall)")
