@@ -289,7 +289,10 @@ class RabbitPublisher:
     async def publish(self, rows: Sequence[OutboxRow]) -> list[Result]:
         try:
             await asyncio.wait_for(self._channel_open(), self.timeout_s)
-        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
+            # RuntimeError: aiormq's "connection closed" when the broker went away
+            # under a connection that aio-pika still reports open (a broker
+            # restart). Drop it; the next batch connects afresh.
             await self.close()
             return [Result(r, Outcome.UNAVAILABLE, f"rabbitmq: {exc!r}") for r in rows]
 
@@ -299,7 +302,7 @@ class RabbitPublisher:
                 exchanges[name] = await asyncio.wait_for(self._exchange(name), self.timeout_s)
             except aiormq.exceptions.ChannelNotFoundEntity as exc:
                 exchanges[name] = Result(rows[0], Outcome.RETRY, f"rabbitmq: {exc}")
-            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+            except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
                 exchanges[name] = Result(rows[0], Outcome.UNAVAILABLE, f"rabbitmq: {exc!r}")
 
         results = await asyncio.gather(*(self._publish_one(row, exchanges) for row in rows))
