@@ -107,7 +107,7 @@ def consumer_record(c: dict[str, Any]) -> str:
 
 async def rabbit_push(stack: LocalStack) -> None:
     heading("RabbitMQ: the broker's own record of its consumers (management API)")
-    admin = RabbitAdmin(stack)
+    admin = RabbitAdmin.local(stack)
     try:
         for queue in (NOTIFICATION_SEND.routing_key, "point.commands", POINT_BALANCE.routing_key):
             data = (await admin.http.get(f"/queues/%2F/{queue}")).raise_for_status().json()

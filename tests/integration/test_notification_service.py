@@ -28,14 +28,14 @@ QUEUE = NOTIFICATION_SEND.routing_key
 
 @pytest.fixture
 async def rabbit(local_stack: LocalStack) -> AsyncIterator[RabbitAdmin]:
-    admin = RabbitAdmin(local_stack)
+    admin = RabbitAdmin.local(local_stack)
     yield admin
     await admin.close()
 
 
 @pytest.fixture
 async def mail(local_stack: LocalStack) -> AsyncIterator[MailCatcher]:
-    catcher = MailCatcher(local_stack)
+    catcher = MailCatcher.local(local_stack)
     yield catcher
     await catcher.fail_recipients(None)
     await catcher.close()

@@ -50,7 +50,7 @@ async def points_db(local_stack: LocalStack) -> AsyncIterator[asyncpg.Connection
 
 @pytest.fixture
 async def rabbit(local_stack: LocalStack) -> AsyncIterator[RabbitAdmin]:
-    admin = RabbitAdmin(local_stack)
+    admin = RabbitAdmin.local(local_stack)
     yield admin
     await admin.close()
 

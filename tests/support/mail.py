@@ -12,10 +12,12 @@ from stackctl.components import LocalStack
 
 
 class MailCatcher:
-    def __init__(self, stack: LocalStack) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=f"http://{stack.s.host}:{stack.s.mailpit_http_port}/api/v1", timeout=10
-        )
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=f"{base_url}/api/v1", timeout=10)
+
+    @classmethod
+    def local(cls, stack: LocalStack) -> MailCatcher:
+        return cls(f"http://{stack.s.host}:{stack.s.mailpit_http_port}")
 
     async def close(self) -> None:
         await self.http.aclose()

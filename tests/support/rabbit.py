@@ -14,13 +14,15 @@ from stackctl.components import LocalStack
 
 
 class RabbitAdmin:
-    def __init__(self, stack: LocalStack) -> None:
-        admin = stack.creds.rabbitmq_admin
+    def __init__(self, management_url: str, user: str, password: str) -> None:
         self.http = httpx.AsyncClient(
-            base_url=f"{stack.rabbitmq_management_url}/api",
-            auth=(admin.user, admin.password),
-            timeout=10,
+            base_url=f"{management_url}/api", auth=(user, password), timeout=10
         )
+
+    @classmethod
+    def local(cls, stack: LocalStack) -> RabbitAdmin:
+        admin = stack.creds.rabbitmq_admin
+        return cls(stack.rabbitmq_management_url, admin.user, admin.password)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -1,0 +1,192 @@
+"""Where the end-to-end suite runs: one abstraction, two targets.
+
+A target gives the suite its endpoints and its fault actions. The suite never
+asks which target it has; `E2E_TARGET` chooses (`local`, the default, or
+`kind`).
+
+- ``LocalTarget``: the local stack (`make up`); faults go through supervisord.
+- ``KindTarget``: the Helm release on a kind cluster, reached through the
+  port-forwards `make kind-e2e` opens; faults are kubectl actions (scale a
+  workload to zero and back, delete a pod). A relay is a sidecar there: it
+  cannot be stopped apart from its pod, so "stop" kills its container and the
+  kubelet restarts it, which is the fault a sidecar really meets. Kafka must
+  advertise the port-forwarded address on an external listener (the chart's
+  values for kind do) so that clients outside the cluster can follow it.
+
+Component names are the system's names: kafka, rabbitmq, postgres,
+order-service, order-relay, point-service, point-relay, notification-service,
+mailpit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from stackctl.components import LocalStack
+from stackctl.control import build, start
+
+COMPONENTS = (
+    "kafka",
+    "rabbitmq",
+    "postgres",
+    "order-service",
+    "order-relay",
+    "point-service",
+    "point-relay",
+    "notification-service",
+    "mailpit",
+)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    order_api: str
+    mail_api: str
+    rabbitmq_management: str
+    rabbitmq_user: str
+    rabbitmq_password: str
+    kafka_bootstrap: str
+    prometheus: str
+    jaeger_query: str
+    # postgresql:// DSNs of each service's database, read-only use by the checker
+    databases: dict[str, str]
+
+
+class Target(Protocol):
+    name: str
+    endpoints: Endpoints
+
+    async def stop(self, component: str) -> None: ...
+    async def start(self, component: str) -> None:
+        """Start it and return once it is ready."""
+        ...
+
+    async def kill(self, component: str) -> None: ...
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self) -> None:
+        self.stack: LocalStack
+        self.stack, self.supervisor = build()
+        s, creds = self.stack.s, self.stack.creds
+        host = s.host
+        admin = creds.rabbitmq_admin
+        self.endpoints = Endpoints(
+            order_api=f"http://{host}:{s.order_service_port}",
+            mail_api=f"http://{host}:{s.mailpit_http_port}",
+            rabbitmq_management=self.stack.rabbitmq_management_url,
+            rabbitmq_user=admin.user,
+            rabbitmq_password=admin.password,
+            kafka_bootstrap=self.stack.kafka_bootstrap,
+            prometheus=f"http://{host}:{s.prometheus_port}",
+            jaeger_query=f"http://{host}:{s.jaeger_query_port}",
+            databases={
+                service: self.stack.postgres_dsn(database=service, user=service)
+                for service in ("order", "point", "notification")
+            },
+        )
+
+    async def stop(self, component: str) -> None:
+        await asyncio.to_thread(self.supervisor.stop, component)
+
+    async def start(self, component: str) -> None:
+        await start(self.stack, self.supervisor, component)
+
+    async def kill(self, component: str) -> None:
+        await asyncio.to_thread(self.supervisor.signal, component, "KILL")
+
+
+class KindTarget:
+    """The Helm release on kind. Endpoints come from the port-forwards that
+    `make kind-e2e` opens (deploy/k8s/README.md lists them) and the
+    credentials it reads from the release's Secrets, as E2E_* variables."""
+
+    name = "kind"
+
+    # component -> (kind of workload, workload name, container) in the release
+    WORKLOADS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "kafka": ("statefulset", "kafka", "kafka"),
+        "rabbitmq": ("statefulset", "rabbitmq", "rabbitmq"),
+        "postgres": ("statefulset", "postgres", "postgres"),
+        "mailpit": ("deployment", "mailpit", "mailpit"),
+        "order-service": ("deployment", "order-service", "order-service"),
+        "order-relay": ("deployment", "order-service", "outbox-relay"),
+        "point-service": ("deployment", "point-service", "point-service"),
+        "point-relay": ("deployment", "point-service", "outbox-relay"),
+        "notification-service": ("deployment", "notification-service", "notification-service"),
+    }
+
+    def __init__(self) -> None:
+        env = os.environ
+        self.namespace = env.get("E2E_NAMESPACE", "reference")
+        self.prefix = env.get("E2E_RELEASE_PREFIX", "")
+        self.endpoints = Endpoints(
+            order_api=env["E2E_ORDER_API"],
+            mail_api=env["E2E_MAIL_API"],
+            rabbitmq_management=env["E2E_RABBITMQ_MANAGEMENT"],
+            rabbitmq_user=env["E2E_RABBITMQ_USER"],
+            rabbitmq_password=env["E2E_RABBITMQ_PASSWORD"],
+            kafka_bootstrap=env["E2E_KAFKA_BOOTSTRAP"],
+            prometheus=env["E2E_PROMETHEUS"],
+            jaeger_query=env["E2E_JAEGER_QUERY"],
+            databases={
+                s: env[f"E2E_{s.upper()}_DATABASE_DSN"] for s in ("order", "point", "notification")
+            },
+        )
+
+    def _workload(self, component: str) -> tuple[str, str, str]:
+        kind, name, container = self.WORKLOADS[component]
+        return kind, f"{self.prefix}{name}", container
+
+    def kubectl(self, *args: str) -> list[str]:
+        return ["kubectl", "--namespace", self.namespace, *args]
+
+    async def stop(self, component: str) -> None:
+        kind, name, _ = self._workload(component)
+        if component.endswith("-relay"):
+            await self.kill(component)
+            return
+        await run(self.kubectl("scale", f"{kind}/{name}", "--replicas=0"))
+
+    async def start(self, component: str) -> None:
+        kind, name, _ = self._workload(component)
+        if not component.endswith("-relay"):
+            await run(self.kubectl("scale", f"{kind}/{name}", "--replicas=1"))
+        await run(self.kubectl("rollout", "status", f"{kind}/{name}", "--timeout=180s"))
+
+    async def kill(self, component: str) -> None:
+        kind, name, container = self._workload(component)
+        if component.endswith("-relay"):
+            # PID 1 of the sidecar container; the kubelet restarts it.
+            await run(self.kubectl("exec", f"{kind}/{name}", "-c", container, "--", "kill", "1"))
+            return
+        selector = f"app.kubernetes.io/name={name}"
+        await run(self.kubectl("delete", "pod", "-l", selector, "--grace-period=0", "--force"))
+
+
+async def run(args: list[str], stdin: bytes | None = None, timeout_s: float = 240) -> None:
+    def call() -> None:
+        done = subprocess.run(
+            args, input=stdin, capture_output=True, timeout=timeout_s, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(args[:6])}… failed ({done.returncode}): {done.stderr.decode()[-500:]}"
+            )
+
+    await asyncio.to_thread(call)
+
+
+def target_from_env() -> LocalTarget | KindTarget:
+    chosen = os.environ.get("E2E_TARGET", "local")
+    if chosen == "local":
+        return LocalTarget()
+    if chosen == "kind":
+        return KindTarget()
+    raise ValueError(f"E2E_TARGET must be local or kind, not {chosen!r}")

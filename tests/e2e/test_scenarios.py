@@ -1,0 +1,201 @@
+"""End-to-end scenarios against a whole running system (local stack or kind).
+
+Each scenario drives the system through its public doors, may inject a fault
+or hand-made messages, and ends with the invariant checker: every accepted
+order granted exactly once (and revoked once if cancelled), every
+SendNotification delivered exactly once, no outbox backlog, dead letters only
+where injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from messaging.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
+from tests.e2e.system import Injected, System, check_invariants
+from tests.e2e.targets import KindTarget, LocalTarget
+from tests.support import kafka
+
+Target = LocalTarget | KindTarget
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], timeout_s: float = 60
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.5)
+
+
+async def test_1_an_order_flows_to_points_and_mail_and_cancel_revokes(system: System) -> None:
+    order = await system.place("flow", "25.00")
+    summary = await eventually(
+        lambda: system.summary(order.customer_id), lambda s: s["points"].get("balance") == 25
+    )
+    assert summary["points"] == {"status": "available", "balance": 25, "reason": None}
+    mails = await system.mail.wait_for(order.email, 2)
+    assert sorted(m["Subject"] for m in mails) == [
+        "You earned 25 points",
+        f"Your order {order.id} was received",
+    ]
+    await system.cancel(order)
+    summary = await eventually(
+        lambda: system.summary(order.customer_id), lambda s: s["points"].get("balance") == 0
+    )
+    assert summary["points"]["balance"] == 0, "cancel revoked exactly the grant"
+    report = await check_invariants(system, [order])
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize(
+    "component",
+    ["kafka", "rabbitmq", "point-service", "notification-service", "order-relay", "point-relay"],
+)
+async def test_2_a_component_stopped_during_traffic_loses_nothing(
+    system: System, target: Target, volume: int, component: str
+) -> None:
+    # About 4 s of traffic; the component is down from the 1st to the 4th second
+    # (and longer, while it starts again), and orders keep being accepted.
+    traffic = asyncio.create_task(system.traffic(component, volume, rate_per_s=volume / 4))
+    await asyncio.sleep(1)
+    await target.stop(component)
+    try:
+        await asyncio.sleep(3)
+    finally:
+        await target.start(component)
+    orders = await traffic
+    assert len(orders) == volume, "every order was accepted during the outage"
+    report = await check_invariants(system, orders, timeout_s=240)
+    assert report.ok, str(report)
+
+
+async def test_3_order_database_down_fails_fast_and_recovers_with_nothing_half_written(
+    system: System, target: Target
+) -> None:
+    customer = f"e2e-dbdown-{uuid.uuid4().hex[:8]}"
+    body = {
+        "customer_id": customer,
+        "customer_email": f"{customer}@example.com",
+        "currency": "EUR",
+        "items": [{"sku": "sku-e2e", "quantity": 1, "unit_price": "3.00"}],
+    }
+    await target.stop("postgres")
+    try:
+        started = time.monotonic()
+        response = await system.api.post("/orders", json=body)
+        elapsed = time.monotonic() - started
+    finally:
+        await target.start("postgres")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert elapsed < 5, f"failed fast ({elapsed:.1f}s), no hang"
+
+    order = await eventually(_attempt(lambda: system.place("dbback")), lambda o: o is not None)
+    assert order is not None, "the API recovered once the database was back"
+    listed = (await system.api.get("/orders", params={"customer_id": customer})).json()
+    assert listed == [], "the failed request wrote nothing"
+    report = await check_invariants(system, [order], timeout_s=240)
+    assert report.ok, str(report)
+
+
+def _attempt(call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    async def once() -> Any:
+        try:
+            return await call()
+        except (AssertionError, OSError):
+            return None
+
+    return once
+
+
+async def test_4_duplicates_injected_on_both_brokers_are_applied_once(system: System) -> None:
+    order = await system.place("dup")
+    record = await eventually(
+        _attempt(lambda: system.placed_record(order.id)), lambda r: r is not None, 30
+    )
+    for _ in range(2):
+        await system.produce_raw(ORDERS.topic, record.key, record.raw, record.headers)
+
+    [row] = await system.query(
+        "order",
+        "select message_id::text, payload::text, headers::text from outbox"
+        " where ordering_key = $1 and message_type = $2",
+        order.id,
+        NOTIFICATION_SEND.routing_key,
+    )
+    headers = json.loads(row["headers"])["binary"]
+    for _ in range(2):
+        await system.rabbit.publish(
+            NOTIFICATION_SEND.exchange,
+            NOTIFICATION_SEND.routing_key,
+            row["payload"],
+            headers=headers,
+            properties={"message_id": row["message_id"], "content_type": "application/json"},
+        )
+    report = await check_invariants(system, [order])
+    assert report.ok, str(report)
+    assert (await system.mail_command_ids([order]))[row["message_id"]] == 1
+
+
+async def test_5_poison_on_the_topic_and_the_queue_is_dead_lettered_and_work_goes_on(
+    system: System,
+) -> None:
+    dlt_offsets = await kafka.end_offsets(system.ep.kafka_bootstrap, ORDERS_POINT_SERVICE_DLT.topic)
+    injected = Injected()
+    poison_id = str(uuid.uuid4())
+    await system.produce_raw(
+        ORDERS.topic,
+        "e2e-poison",
+        b"{this is not json",
+        {
+            "ce_id": poison_id,
+            "ce_type": "order.placed",
+            "ce_source": "e2e",
+            "ce_specversion": "1.0",
+        },
+    )
+    injected.dead_letter_topic_ids.add(poison_id)
+    parked_id = str(uuid.uuid4())
+    await system.rabbit.publish(
+        NOTIFICATION_SEND.exchange,
+        NOTIFICATION_SEND.routing_key,
+        "{this is not json either",
+        properties={"message_id": parked_id},
+    )
+    injected.parking_lot_ids.add(parked_id)
+    orders = [await system.place("after-poison") for _ in range(3)]
+    report = await check_invariants(system, orders, injected, dlt_offsets)
+    assert report.ok, str(report)
+
+
+async def test_6_summary_answers_at_once_while_point_service_is_down(
+    system: System, target: Target
+) -> None:
+    order = await system.place("rr", "7.00")
+    await eventually(
+        lambda: system.summary(order.customer_id), lambda s: s["points"].get("balance") == 7
+    )
+    await target.stop("point-service")
+    try:
+        started = time.monotonic()
+        summary = await system.summary(order.customer_id)
+        elapsed = time.monotonic() - started
+    finally:
+        await target.start("point-service")
+    assert summary["orders"] == 1
+    assert summary["points"]["status"] == "unavailable"
+    assert elapsed < 1.0, f"answered within the timeout ({elapsed * 1000:.0f} ms)"
+    back = await eventually(
+        lambda: system.summary(order.customer_id), lambda s: s["points"]["status"] == "available"
+    )
+    assert back["points"]["balance"] == 7
