@@ -131,8 +131,8 @@ typecheck: venv ## mypy (strict) on the project's code
 	@$(RUN) mypy
 
 ##@ Tests
-.PHONY: test test-unit test-integration
-test: lint typecheck asyncapi-check test-unit up test-integration ## The full suite: lint, types, unit, and the integration tests against the real local stack
+.PHONY: test test-unit test-integration test-e2e
+test: lint typecheck asyncapi-check test-unit up test-integration test-e2e ## The full suite: lint, types, unit, integration and end-to-end tests against the real local stack
 
 test-unit: venv ## Unit tests (no stack needed)
 	@$(RUN) pytest tests/unit
@@ -140,8 +140,19 @@ test-unit: venv ## Unit tests (no stack needed)
 test-integration: ## Integration tests against the running local stack (make up first)
 	@$(RUN) pytest tests/integration
 
+E2E_TARGET ?= local
+test-e2e: ## End-to-end scenarios against E2E_TARGET (local: the running stack; kind: see make kind-e2e)
+	@E2E_TARGET=$(E2E_TARGET) $(RUN) pytest tests/e2e
+
+.PHONY: chaos
+chaos: up ## Soak: 20,000 orders under a random fault schedule, then the invariant checker (SEED=N to replay)
+	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.e2e.chaos $(if $(SEED),--seed $(SEED))
+
 ##@ Benchmarks (outside CI; figures in bench/README.md)
-.PHONY: bench-relay bench-brokers
+.PHONY: bench bench-relay bench-brokers
+bench: up ## The whole system: orders/s it absorbs, latency order → points and order → mail, CPU per component
+	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m bench.system
+
 bench-relay: up ## Relay vs plain aiokafka vs faststream-outbox on 50,000 rows, and latency at 500/s
 	@$(RUN) python -m bench.relay
 

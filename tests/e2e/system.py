@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -33,6 +34,7 @@ class PlacedOrder:
     customer_id: str
     email: str
     total_points: int
+    created_at: datetime
     cancelled: bool = False
 
 
@@ -74,7 +76,14 @@ class System:
         )
         if response.status_code != 201:
             raise AssertionError(f"POST /orders → {response.status_code}: {response.text}")
-        return PlacedOrder(response.json()["id"], customer, email, int(float(amount)))
+        body = response.json()
+        return PlacedOrder(
+            body["id"],
+            customer,
+            email,
+            int(float(amount)),
+            datetime.fromisoformat(body["created_at"]),
+        )
 
     async def cancel(self, order: PlacedOrder) -> None:
         response = await self.api.post(f"/orders/{order.id}/cancel")
@@ -130,10 +139,22 @@ class System:
         """SendNotification ids of every mail delivered to these orders' addresses
         (the mail's Message-ID carries the command id)."""
         found: Counter[str] = Counter()
+        prefixes = {o.customer_id.rsplit("-", 1)[0] for o in orders}
+        if len(orders) > 20 and len(prefixes) == 1:
+            # Many orders of one run: one paged search instead of one per address.
+            addresses = {o.email for o in orders}
+            for message in await self.mail.search_all(f'to:"{prefixes.pop()}-"'):
+                if any(to["Address"] in addresses for to in message["To"]):
+                    found[command_id(message)] += 1
+            return found
         for order in orders:
             for message in await self.mail.to(order.email):
-                found[message["MessageID"].split("@")[0].split(".")[-1]] += 1
+                found[command_id(message)] += 1
         return found
+
+
+def command_id(message: dict[str, Any]) -> str:
+    return str(message["MessageID"]).split("@")[0].split(".")[-1]
 
 
 @dataclass

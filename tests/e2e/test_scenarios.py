@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from messaging.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
+from tests.e2e.faults import rerouted
 from tests.e2e.system import Injected, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget
 from tests.support import kafka
@@ -199,3 +200,31 @@ async def test_6_summary_answers_at_once_while_point_service_is_down(
         lambda: system.summary(order.customer_id), lambda s: s["points"]["status"] == "available"
     )
     assert back["points"]["balance"] == 7
+
+
+@pytest.mark.parametrize("component", ["notification-service", "order-relay"])
+async def test_7_latency_and_cut_connections_to_rabbitmq_lose_nothing(
+    system: System, target: Target, volume: int, component: str
+) -> None:
+    if not isinstance(target, LocalTarget):
+        pytest.skip("the fault proxy is wired into the local target only (deploy/k8s/README.md)")
+    async with rerouted(target, component, "rabbitmq") as proxy:
+        await proxy.add_latency(200, jitter_ms=50)
+        orders = await system.traffic(f"net-{component}", volume // 2, rate_per_s=volume / 4)
+        await proxy.cut()
+        cut = await system.traffic(f"cut-{component}", volume // 2, rate_per_s=volume / 4)
+        await asyncio.sleep(2)
+        # Through the cut connection: notification-service gets nothing to send,
+        # order-relay cannot publish "your order was received".
+        confirmations = [
+            m
+            for o in cut
+            for m in await system.mail.to(o.email)
+            if m["Subject"].startswith("Your order")
+        ]
+        assert confirmations == [], "no command of the later orders got through the cut"
+        await proxy.restore()
+        orders += cut
+        await proxy.clear()
+        report = await check_invariants(system, orders, timeout_s=240)
+    assert report.ok, str(report)

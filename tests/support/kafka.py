@@ -19,6 +19,7 @@ class Record:
     key: str
     headers: dict[str, str]
     raw: bytes
+    timestamp: int = 0  # ms since the epoch (CreateTime: when the producer sent it)
 
     @property
     def value(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ async def read(
                         (m.key or b"").decode(),
                         {k: v.decode() for k, v in m.headers},
                         m.value,
+                        m.timestamp,
                     )
                     for m in messages
                 ]

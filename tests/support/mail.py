@@ -30,6 +30,19 @@ class MailCatcher:
         response.raise_for_status()
         return list(reversed(response.json()["messages"]))
 
+    async def search_all(self, query: str, page: int = 1000) -> list[dict[str, Any]]:
+        """Every message matching a Mailpit search query, page by page."""
+        found: list[dict[str, Any]] = []
+        while True:
+            response = await self.http.get(
+                "/search", params={"query": query, "start": len(found), "limit": page}
+            )
+            response.raise_for_status()
+            messages = response.json()["messages"]
+            found += messages
+            if len(messages) < page:
+                return found
+
     async def wait_for(
         self, address: str, count: int, timeout_s: float = 60
     ) -> list[dict[str, Any]]:

@@ -1,0 +1,124 @@
+"""The soak (`make chaos`, outside CI): orders at a steady rate while a fault
+schedule kills, stops and restarts brokers, relays and consumers at random;
+then drain and run the invariant checker over every accepted order.
+
+The schedule comes from a seeded random generator; the seed is printed (and
+taken from --seed to replay a run). Ends with one summary line:
+`orders=N faults=N lost=N applied_twice=N drain_s=X seed=N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+
+import httpx
+
+from tests.e2e.system import PlacedOrder, System, check_invariants
+from tests.e2e.targets import KindTarget, LocalTarget, target_from_env
+
+VICTIMS = (
+    "kafka",
+    "rabbitmq",
+    "order-relay",
+    "point-relay",
+    "point-service",
+    "notification-service",
+)
+
+
+async def traffic(
+    system: System, tag: str, count: int, rate: float, cancel_share: float, rng: random.Random
+) -> list[PlacedOrder]:
+    """`count` orders at `rate` per second (each on its own schedule, so a slow
+    answer does not slow the rate), a share of them cancelled afterwards."""
+    orders: list[PlacedOrder] = []
+    failures = 0
+    limit = asyncio.Semaphore(64)
+    started = time.monotonic()
+
+    async def one(n: int) -> None:
+        nonlocal failures
+        await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+        async with limit:
+            try:
+                order = await system.place(tag)
+            except (AssertionError, httpx.HTTPError):
+                # Refused or unanswered: not accepted, so not promised anything.
+                failures += 1
+                return
+            orders.append(order)
+            if rng.random() < cancel_share:
+                await system.cancel(order)
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    if failures:
+        print(f"{failures} order requests were refused (not counted as accepted)")
+    return orders
+
+
+async def faults(
+    target: LocalTarget | KindTarget, rng: random.Random, stop: asyncio.Event, every_s: float
+) -> int:
+    done = 0
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), rng.uniform(every_s / 2, every_s * 1.5))
+            break
+        except TimeoutError:
+            pass
+        victim = rng.choice(VICTIMS)
+        action = rng.choice(("kill", "stop"))
+        down_s = rng.uniform(1, 8)
+        print(f"t={time.monotonic():.0f} {action} {victim} for {down_s:.1f}s", flush=True)
+        await (target.kill(victim) if action == "kill" else target.stop(victim))
+        await asyncio.sleep(down_s)
+        await target.start(victim)
+        done += 1
+    return done
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="orders per second")
+    parser.add_argument("--fault-every", type=float, default=20.0, help="mean s between faults")
+    parser.add_argument("--cancel-share", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--drain-timeout", type=float, default=900.0)
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    print(f"seed={seed} orders={args.orders} rate={args.rate}/s fault every ~{args.fault_every}s")
+    rng = random.Random(seed)
+
+    target = target_from_env()
+    system = System(target.endpoints)
+    stop = asyncio.Event()
+    try:
+        fault_task = asyncio.create_task(faults(target, rng, stop, args.fault_every))
+        tag = f"chaos{seed}"
+        orders = await traffic(
+            system, tag, args.orders, args.rate, args.cancel_share, random.Random(seed + 1)
+        )
+        stop.set()
+        fault_count = await fault_task
+        print(f"{len(orders)} orders accepted; draining")
+        started = time.monotonic()
+        report = await check_invariants(system, orders, timeout_s=args.drain_timeout)
+        drain_s = time.monotonic() - started
+        if not report.ok:
+            print(f"invariants violated: {report}")
+    finally:
+        await system.close()
+    print(
+        f"orders={len(orders)} faults={fault_count} lost={len(report.lost)} "
+        f"applied_twice={len(report.applied_twice)} drain_s={drain_s:.1f} seed={seed}"
+    )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
