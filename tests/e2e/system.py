@@ -121,10 +121,16 @@ class System:
 
         await asyncio.to_thread(call)
 
-    async def placed_record(self, order_id: str) -> kafka.Record:
+    async def placed_record(self, order_id: str) -> kafka.Record | None:
+        """The order's OrderPlaced record on the topic, if it is there yet."""
         records = await kafka.read(self.ep.kafka_bootstrap, ORDERS.topic, until=10**9, timeout_s=5)
         return next(
-            r for r in records if r.key == order_id and r.headers.get("ce_type") == "order.placed"
+            (
+                r
+                for r in records
+                if r.key == order_id and r.headers.get("ce_type") == "order.placed"
+            ),
+            None,
         )
 
     # -- reading state ------------------------------------------------------

@@ -76,6 +76,7 @@ class LocalStack:
         values: dict[str, object] = dict(self.s.model_dump(exclude={"root"}))
         values.update(
             kafka_data_dir=self.s.state_dir / "kafka" / "data",
+            observability_dir=self.s.root / "deploy" / "observability",
             rabbitmq_admin_user=self.creds.rabbitmq_admin.user,
             rabbitmq_admin_password=self.creds.rabbitmq_admin.password,
         )

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
+import httpx
 import psutil
 
 from stackctl import probes
@@ -125,6 +126,14 @@ def run_job(job: Job, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+async def reload_prometheus(stack: LocalStack) -> None:
+    url = f"http://{stack.s.host}:{stack.s.prometheus_port}/-/reload"
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(url)
+    if response.status_code != 200:
+        raise StackError(f"prometheus rejected its new configuration: {response.text.strip()}")
+
+
 async def up(
     stack: LocalStack, supervisor: Supervisor, components: Sequence[Component] | None = None
 ) -> None:
@@ -150,6 +159,9 @@ async def up(
     else:
         supervisor.start_daemon()
 
+    if "prometheus" in running:
+        # Its configuration (scrape jobs, rule files) was just rendered again.
+        await reload_prometheus(stack)
     timings = await start_and_wait(stack, supervisor, [c for c in components if c.autostart])
     names = {c.name for c in components}
     if "postgres" in names:

@@ -17,10 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Histogram
 
 from messaging.contracts.notifications import SendNotification
 
+TRACER = trace.get_tracer(__name__)
 SMTP_FAILURES = Counter(
     "notification_smtp_failures_total",
     "Failed SMTP deliveries, by class (temporary or permanent).",
@@ -75,7 +78,21 @@ class SmtpMailer:
     async def send(self, message_id: str, command: SendNotification) -> None:
         mail = self.compose(message_id, command)
         loop = asyncio.get_running_loop()
-        with SMTP_DURATION.time():
+        # The last hop of an order's trace: a client span around the SMTP exchange
+        # (opened here, on the event loop, so it needs no context in the thread).
+        with (
+            TRACER.start_as_current_span(
+                "smtp send",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "server.address": self.host,
+                    "server.port": self.port,
+                    "notification.kind": command.kind.value,
+                    "messaging.message.id": message_id,
+                },
+            ) as span,
+            SMTP_DURATION.time(),
+        ):
             try:
                 # Awaiting the future is what brings the thread's exception here.
                 await loop.run_in_executor(self.pool, self._send_blocking, mail)
@@ -99,6 +116,7 @@ class SmtpMailer:
                 error = TemporaryDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
             else:
                 return
+            span.set_status(StatusCode.ERROR, str(error))
         SMTP_FAILURES.labels(
             "permanent" if isinstance(error, PermanentDeliveryError) else "temporary"
         ).inc()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -68,6 +69,17 @@ LABELS: dict[type[Outcome], str] = {
 }
 
 
+# For "order" mails, the command was written in the order's own transaction:
+# this is order placed → confirmation mail delivered.
+END_TO_END = Histogram(
+    "notification_end_to_end_seconds",
+    "From the SendNotification being written (its CloudEvents time) to the mail being"
+    " accepted by the SMTP server, first deliveries only.",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+
 async def already_delivered(session: AsyncSession, envelope: Envelope) -> bool:
     found = await session.execute(
         select(inbox.c.message_id).where(
@@ -86,6 +98,10 @@ async def deliver(
 ) -> Outcome:
     outcome = await _deliver(command, envelope, attempt, sessions, mailer)
     OUTCOMES.labels(command.kind.value, LABELS[type(outcome)]).inc()
+    if isinstance(outcome, Delivered) and envelope.time is not None:
+        END_TO_END.labels(command.kind.value).observe(
+            (datetime.now(UTC) - envelope.time).total_seconds()
+        )
     return outcome
 
 

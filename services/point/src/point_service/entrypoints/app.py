@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import asyncpg
 import pydantic
@@ -30,7 +31,7 @@ from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Histogram
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.asyncapi import document_outbox
@@ -63,6 +64,7 @@ from messaging.topology import (
     POINTS,
 )
 from point_service.domain.model import InsufficientPointsError
+from point_service.entrypoints.lag import LagReporter
 from point_service.service_layer import handlers
 from point_service.service_layer.unit_of_work import UnitOfWork
 from point_service.settings import PointServiceSettings
@@ -70,6 +72,12 @@ from point_service.settings import PointServiceSettings
 # FastStream logs through the process's JSON logging; per-message access lines
 # at DEBUG.
 LOGGER = logging.getLogger("point_service.faststream")
+
+ORDER_TO_POINTS = Histogram(
+    "order_to_points_seconds",
+    "From an order being placed to its points being granted (end to end, first delivery).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 # The database (or a broker it writes through) is down: retry the same message.
 TRANSIENT = (
@@ -161,7 +169,8 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         work: UnitOfWork = Depends(uow),  # noqa: B008
     ) -> None:
         expect_version(env, OrderPlaced)
-        await handlers.order_placed(body, env, work, settings.points_per_currency_unit)
+        if await handlers.order_placed(body, env, work, settings.points_per_currency_unit):
+            ORDER_TO_POINTS.observe((datetime.now(UTC) - body.placed_at).total_seconds())
 
     @orders(filter=has_type(OrderCancelled.TYPE))
     async def on_order_cancelled(
@@ -208,8 +217,10 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         )
 
     broker_checks = [lambda: kafka.ping(2), lambda: rabbit.ping(2)]
+    lag = LagReporter(orders, settings.consumer_group)
 
     async def dispose() -> None:
+        await lag.stop()
         await engine.dispose()
 
     document_outbox(kafka, POINTS, PointsGranted)
@@ -221,6 +232,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         logger=LOGGER,
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
+        after_startup=[lag.start],
         after_shutdown=[dispose],
         specification=AsyncAPI(
             kafka,

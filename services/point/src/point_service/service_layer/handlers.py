@@ -32,10 +32,11 @@ def _event(uow: UnitOfWork, customer_id: str, data: PointsGranted | PointsRevoke
 
 async def order_placed(
     event: OrderPlaced, envelope: Envelope, uow: UnitOfWork, per_unit: Decimal
-) -> None:
+) -> bool:
+    """Grant the order's points; False if the message was a duplicate."""
     async with uow:
         if not await uow.first_delivery(ORDERS_CONSUMER, envelope):
-            return
+            return False
         points = points_for(event.total, per_unit)
         already = await uow.points.entry_for_order(event.order_id, EntryKind.GRANT)
         if points > 0 and already is None:
@@ -79,6 +80,7 @@ async def order_placed(
                 )
             )
         await uow.commit()
+    return True
 
 
 async def order_cancelled(event: OrderCancelled, envelope: Envelope, uow: UnitOfWork) -> None:
