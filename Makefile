@@ -148,19 +148,6 @@ test-e2e: ## End-to-end scenarios against E2E_TARGET (local: the running stack; 
 chaos: up ## Soak: 20,000 orders under a random fault schedule, then the invariant checker (SEED=N to replay)
 	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.e2e.chaos $(if $(SEED),--seed $(SEED))
 
-##@ Observability (dashboards, alert rules, traces)
-.PHONY: dashboards observability-check verify-observability
-dashboards: venv ## Regenerate deploy/observability/dashboards/*.json from dashboards.py
-	@$(RUN) python deploy/observability/dashboards.py
-
-observability-check: venv system-deps ## Offline: alert rules valid and unit-tested (promtool), dashboards JSON current
-	@promtool check rules deploy/observability/rules/*.yml >/dev/null
-	@promtool test rules deploy/observability/rules/tests/*.yml
-	@$(RUN) python deploy/observability/dashboards.py --check
-
-verify-observability: up ## Drive traffic; every panel has data, every alert rule loads, one order = one trace
-	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.observability.verify
-
 ##@ Benchmarks (outside CI; figures in bench/README.md)
 .PHONY: bench bench-relay bench-brokers
 bench: up ## The whole system: orders/s it absorbs, latency order → points and order → mail, CPU per component
