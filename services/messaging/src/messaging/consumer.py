@@ -145,6 +145,14 @@ class DeadLetterPolicy:
     # sees every subscriber's messages; request/reply queues answer instead).
     applies: Callable[[StreamMessage[Any]], bool] = lambda _: True
 
+    def __post_init__(self) -> None:
+        # Series exist at 0 from the start, so that increase() sees the first
+        # dead letter after a restart (a series born at 1 shows no increase).
+        for kind in ("poison", "failing"):
+            DEAD_LETTERED.labels(self.source, kind)
+        for kind in ("transient", "failure"):
+            RETRIED.labels(self.source, kind)
+
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> BaseMiddleware:
         return _DeadLetterMiddleware(msg, context=context, policy=self)
 

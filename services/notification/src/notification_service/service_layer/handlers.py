@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.consumer import DUPLICATES, Envelope
-from messaging.contracts.notifications import SendNotification
+from messaging.contracts.notifications import NotificationKind, SendNotification
 from messaging.inbox.store import first_delivery
 from messaging.topology import NOTIFICATION_RETRY_DELAYS_S
 from notification_service.adapters.mailer import (
@@ -67,6 +67,10 @@ LABELS: dict[type[Outcome], str] = {
     RetryLater: "retry",
     Park: "parked",
 }
+# Every series from the start at 0 (increase() misses a series born at 1).
+for _kind in NotificationKind:
+    for _outcome in LABELS.values():
+        OUTCOMES.labels(_kind.value, _outcome)
 
 
 # For "order" mails, the command was written in the order's own transaction:

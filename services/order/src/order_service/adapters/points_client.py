@@ -37,6 +37,9 @@ LATENCY = Histogram(
     "Time the summary waited for point-service, answer or not.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1),
 )
+# Every outcome from the start at 0, so that a first fallback shows in rate().
+for _outcome in ("answered", "timeout", "unavailable", "error"):
+    REQUESTS.labels(_outcome)
 
 
 @dataclass(frozen=True)
