@@ -282,6 +282,19 @@ CONSUMERS = DashboardSpec(
                     )
                 ],
             ),
+            PanelSpec(
+                "Dead-letter topics: records in (last hour)",
+                [
+                    q(
+                        "sum by (topic) (increase("
+                        "kafka_server_brokertopicmetrics_messagesinpersec_total"
+                        '{topic=~".+[.]dlt"}[1h]))',
+                        "{{topic}}",
+                    )
+                ],
+                description="Kafka consumers dead-letter to <topic>.<group>.dlt, a log"
+                " rather than a queue: it has no depth (MessagesDeadLettered runbook).",
+            ),
         ],
     },
 )
