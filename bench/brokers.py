@@ -29,9 +29,9 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stackctl.components import LocalStack
 from stackctl.control import build
 from stackctl.supervisor import Supervisor
+from tests.support.rabbit import admin_amqp_url
 
 PARTITIONS = 6
 WINDOW = 1000  # RabbitMQ publishes in flight awaiting confirms; also the prefetch
@@ -193,11 +193,6 @@ async def rabbitmq_phases(url: str, pid: int, bodies: list[bytes]) -> tuple[Phas
         await connection.close()
 
 
-def rabbitmq_url(stack: LocalStack) -> str:
-    admin = stack.creds.rabbitmq_admin
-    return f"amqp://{admin.user}:{admin.password}@{stack.s.host}:{stack.s.rabbitmq_port}/"
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
@@ -213,7 +208,7 @@ async def main() -> None:
     print(f"{args.messages} messages of {args.size} bytes, produced durably then consumed once")
 
     k_produce, k_consume = await kafka_phases(stack.kafka_bootstrap, kafka_pid, bodies, keys)
-    r_produce, r_consume = await rabbitmq_phases(rabbitmq_url(stack), rabbit_pid, bodies)
+    r_produce, r_consume = await rabbitmq_phases(admin_amqp_url(stack), rabbit_pid, bodies)
     for phase in (k_produce, r_produce, k_consume, r_consume):
         print(phase.line())
 

@@ -29,13 +29,12 @@ import aio_pika
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bench.brokers import rabbitmq_url
 from messaging.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka
 from tests.support.processes import spawn_point_service
-from tests.support.rabbit import RabbitAdmin
+from tests.support.rabbit import RabbitAdmin, admin_amqp_url
 from tests.support.stomp import Frame, StompClient
 
 GROUP = "point-service"
@@ -133,7 +132,7 @@ async def stomp_and_amqp(stack: LocalStack) -> None:
     heading("AMQP and STOMP on one queue")
     queue_name = f"stomp.demo.{uuid.uuid4().hex[:6]}"
     admin = stack.creds.rabbitmq_admin
-    connection = await aio_pika.connect(rabbitmq_url(stack), timeout=10)
+    connection = await aio_pika.connect(admin_amqp_url(stack), timeout=10)
     try:
         channel = await connection.channel()
         queue = await channel.declare_queue(queue_name, durable=True)

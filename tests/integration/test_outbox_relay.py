@@ -25,6 +25,7 @@ from tests.support.outbox import (
     probe_message,
     sequences_by_key,
 )
+from tests.support.rabbit import admin_amqp_url
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ async def test_unroutable_command_fails_into_the_log_and_the_cli_redrives_it(
     assert "NO_ROUTE" in listing
 
     # The operator fixes the topology, then re-drives the message.
-    connection = await aio_pika.connect(amqp_url(local_stack))
+    connection = await aio_pika.connect(admin_amqp_url(local_stack))
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(routing_key, auto_delete=True)
@@ -232,9 +233,6 @@ async def test_sent_rows_are_purged_after_the_retention_period(
 
 
 # -- helpers ------------------------------------------------------------------
-def amqp_url(stack: LocalStack) -> str:
-    account = stack.creds.rabbitmq["order"]
-    return f"amqp://{account.user}:{account.password}@{stack.s.host}:{stack.s.rabbitmq_port}/"
 
 
 async def relay_cli(relay: RelayProcess, *args: str) -> str:

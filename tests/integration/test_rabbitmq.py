@@ -10,19 +10,15 @@ import aio_pika
 from stackctl.components import LocalStack
 from stackctl.control import restart
 from stackctl.supervisor import Supervisor
+from tests.support.rabbit import admin_amqp_url
 from tests.support.stomp import Frame, StompClient
-
-
-def amqp_url(stack: LocalStack, service: str = "order") -> str:
-    account = stack.creds.rabbitmq[service]
-    return f"amqp://{account.user}:{account.password}@{stack.s.host}:{stack.s.rabbitmq_port}/"
 
 
 async def test_persistent_confirmed_messages_survive_a_node_restart(
     local_stack: LocalStack, supervisor: Supervisor
 ) -> None:
     queue_name = f"it-durable-{uuid.uuid4().hex[:8]}"
-    connection = await aio_pika.connect(amqp_url(local_stack), timeout=10)
+    connection = await aio_pika.connect(admin_amqp_url(local_stack), timeout=10)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         queue = await channel.declare_queue(queue_name, durable=True)
@@ -36,7 +32,7 @@ async def test_persistent_confirmed_messages_survive_a_node_restart(
 
     await restart(local_stack, supervisor, "rabbitmq")
 
-    connection = await aio_pika.connect(amqp_url(local_stack), timeout=10)
+    connection = await aio_pika.connect(admin_amqp_url(local_stack), timeout=10)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(queue_name, durable=True, passive=True)

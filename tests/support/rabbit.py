@@ -82,6 +82,13 @@ class RabbitAdmin:
         (await self.http.delete(f"/queues/%2F/{queue}/contents")).raise_for_status()
 
 
+def admin_amqp_url(stack: LocalStack) -> str:
+    """AMQP as the administrator: tests declare their own queues, which no
+    service account may (messaging.accounts)."""
+    admin = stack.creds.rabbitmq_admin
+    return f"amqp://{admin.user}:{admin.password}@{stack.s.host}:{stack.s.rabbitmq_port}/"
+
+
 def cloudevent_headers(
     message_type: str, *, message_id: str, source: str = "tests", prefix: str = "ce-"
 ) -> dict[str, str]:
