@@ -132,7 +132,7 @@ typecheck: venv ## mypy (strict) on the project's code
 
 ##@ Tests
 .PHONY: test test-unit test-integration test-e2e
-test: lint typecheck asyncapi-check observability-check test-unit up test-integration test-e2e verify-observability ## The full suite: static checks, unit, integration, end-to-end and observability against the real local stack
+test: lint typecheck asyncapi-check observability-check charts-check test-unit up test-integration test-e2e verify-observability ## The full suite: static checks, unit, integration, end-to-end and observability against the real local stack
 
 test-unit: venv ## Unit tests (no stack needed)
 	@$(RUN) pytest tests/unit

@@ -104,16 +104,16 @@ class LocalTarget:
 
 class KindTarget:
     """The Helm release on kind. Endpoints come from the port-forwards that
-    `make kind-e2e` opens (deploy/k8s/README.md lists them) and the
-    credentials it reads from the release's Secrets, as E2E_* variables."""
+    `make kind-e2e` opens (deploy/k8s/kind-e2e.sh) and the credentials it
+    reads from the release's Secret, as E2E_* variables."""
 
     name = "kind"
 
-    # component -> (kind of workload, workload name, container) in the release
+    # component -> (workload kind, chart component, container) in the release
     WORKLOADS: ClassVar[dict[str, tuple[str, str, str]]] = {
         "kafka": ("statefulset", "kafka", "kafka"),
         "rabbitmq": ("statefulset", "rabbitmq", "rabbitmq"),
-        "postgres": ("statefulset", "postgres", "postgres"),
+        "postgres": ("statefulset", "postgresql", "postgresql"),
         "mailpit": ("deployment", "mailpit", "mailpit"),
         "order-service": ("deployment", "order-service", "order-service"),
         "order-relay": ("deployment", "order-service", "outbox-relay"),
@@ -125,7 +125,7 @@ class KindTarget:
     def __init__(self) -> None:
         env = os.environ
         self.namespace = env.get("E2E_NAMESPACE", "reference")
-        self.prefix = env.get("E2E_RELEASE_PREFIX", "")
+        self.release = env.get("E2E_RELEASE", "reference")
         self.endpoints = Endpoints(
             order_api=env["E2E_ORDER_API"],
             mail_api=env["E2E_MAIL_API"],
@@ -140,33 +140,36 @@ class KindTarget:
             },
         )
 
-    def _workload(self, component: str) -> tuple[str, str, str]:
-        kind, name, container = self.WORKLOADS[component]
-        return kind, f"{self.prefix}{name}", container
-
     def kubectl(self, *args: str) -> list[str]:
         return ["kubectl", "--namespace", self.namespace, *args]
 
     async def stop(self, component: str) -> None:
-        kind, name, _ = self._workload(component)
+        kind, name, _ = self.WORKLOADS[component]
         if component.endswith("-relay"):
+            # A sidecar cannot be stopped apart from its pod: stopping it is
+            # SIGTERM to its process; the kubelet starts it again.
             await self.kill(component)
             return
-        await run(self.kubectl("scale", f"{kind}/{name}", "--replicas=0"))
+        await run(self.kubectl("scale", f"{kind}/{self.release}-{name}", "--replicas=0"))
 
     async def start(self, component: str) -> None:
-        kind, name, _ = self._workload(component)
+        kind, name, _ = self.WORKLOADS[component]
+        workload = f"{kind}/{self.release}-{name}"
         if not component.endswith("-relay"):
-            await run(self.kubectl("scale", f"{kind}/{name}", "--replicas=1"))
-        await run(self.kubectl("rollout", "status", f"{kind}/{name}", "--timeout=180s"))
+            await run(self.kubectl("scale", workload, "--replicas=1"))
+        await run(self.kubectl("rollout", "status", workload, "--timeout=300s"))
 
     async def kill(self, component: str) -> None:
-        kind, name, container = self._workload(component)
+        kind, name, container = self.WORKLOADS[component]
         if component.endswith("-relay"):
-            # PID 1 of the sidecar container; the kubelet restarts it.
-            await run(self.kubectl("exec", f"{kind}/{name}", "-c", container, "--", "kill", "1"))
+            workload = f"{kind}/{self.release}-{name}"
+            # The image has python but no kill(1).
+            signal_pid_1 = "import os, signal; os.kill(1, signal.SIGTERM)"
+            await run(
+                self.kubectl("exec", workload, "-c", container, "--", "python", "-c", signal_pid_1)
+            )
             return
-        selector = f"app.kubernetes.io/name={name}"
+        selector = f"app.kubernetes.io/name={name},app.kubernetes.io/instance={self.release}"
         await run(self.kubectl("delete", "pod", "-l", selector, "--grace-period=0", "--force"))
 
 
