@@ -10,17 +10,17 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 
+from messaging.backoff import full_jitter
 from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage, RabbitRoute
 from messaging.outbox.schema import checked_table_name
 from messaging.outbox.writer import outbox_row
-from messaging.relay.relay import backoff_delay
 from messaging.relay.settings import RelaySettings
 from messaging.relay.store import OutboxRow
 
 
 def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:
     for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (10, 60.0), (50, 60.0)]:
-        delays = [backoff_delay(attempt, 0.5, 60.0) for _ in range(500)]
+        delays = [full_jitter(attempt, 0.5, 60.0) for _ in range(500)]
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8, "jitter spans the whole window"
         assert min(delays) < ceiling * 0.2

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from faststream._internal.basic_types import AsyncFuncAny
 from faststream._internal.context.repository import ContextRepo
 from prometheus_client import Counter
 
+from messaging.backoff import full_jitter
 from messaging.envelope import CAUSATION_ID, CORRELATION_ID, SCHEMA_VERSION, MessageContext
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,6 @@ def has_type(*types: str) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:
     return matches
 
 
-def backoff(attempt: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with full jitter (for in-place handler retries)."""
-    return random.uniform(0, min(cap_s, base_s * 2 ** max(attempt - 1, 0)))  # noqa: S311
-
-
 DeadLetterSink = Callable[[StreamMessage[Any], str, str], Awaitable[None]]
 
 
@@ -179,7 +174,7 @@ class _DeadLetterMiddleware(BaseMiddleware):
                 # up on it (it is not the message's fault) and never skip ahead.
                 outages += 1
                 RETRIED.labels(p.source, "transient").inc()
-                delay = backoff(outages, p.backoff_base_s, p.backoff_max_s)
+                delay = full_jitter(outages, p.backoff_base_s, p.backoff_max_s)
                 log.warning("transient failure (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
             except Exception as exc:
@@ -190,7 +185,7 @@ class _DeadLetterMiddleware(BaseMiddleware):
                     await self._dead_letter(msg, "failing", reason)
                     return None
                 RETRIED.labels(p.source, "failure").inc()
-                await asyncio.sleep(backoff(failures, p.backoff_base_s, p.backoff_max_s))
+                await asyncio.sleep(full_jitter(failures, p.backoff_base_s, p.backoff_max_s))
 
     async def _dead_letter(self, msg: StreamMessage[Any], kind: str, reason: str) -> None:
         log.error(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from messaging.backoff import full_jitter
 from messaging.outbox.schema import notify_channel
 from messaging.relay import metrics
 from messaging.relay.publishers import (
@@ -54,16 +54,6 @@ DATABASE_UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 DATABASE_ERRORS = (*DATABASE_UNAVAILABLE, asyncpg.PostgresError)
-
-
-def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with full jitter.
-
-    Written here rather than taken from a retry library because the schedule
-    is not a loop in this process: it is stored in the row (next_attempt_at)
-    and survives restarts and hand-overs between replicas.
-    """
-    return random.uniform(0, min(cap_s, base_s * 2 ** max(attempt - 1, 0)))  # noqa: S311
 
 
 def default_publishers(settings: RelaySettings) -> dict[str, Publisher]:
@@ -137,7 +127,7 @@ class OutboxRelay:
             except DATABASE_ERRORS as exc:
                 metrics.DATABASE_ERRORS.inc()
                 self._database_failures += 1
-                delay = backoff_delay(self._database_failures, 0.5, 10)
+                delay = full_jitter(self._database_failures, 0.5, 10)
                 if isinstance(exc, DATABASE_UNAVAILABLE):
                     log.warning("outbox database unavailable (%r); retry in %.1fs", exc, delay)
                 else:
@@ -252,7 +242,7 @@ class OutboxRelay:
     def _retry_delay(self, row: OutboxRow) -> float:
         if row.best_effort:
             return self.s.relay_backoff_base_s
-        return backoff_delay(
+        return full_jitter(
             row.attempts + 1, self.s.relay_backoff_base_s, self.s.relay_backoff_max_s
         )
 
@@ -274,7 +264,7 @@ class OutboxRelay:
 
     def _pause(self, kind: str, error: str | None) -> None:
         self._broker_failures[kind] += 1
-        delay = backoff_delay(self._broker_failures[kind], 0.5, self.s.relay_backoff_max_s / 2)
+        delay = full_jitter(self._broker_failures[kind], 0.5, self.s.relay_backoff_max_s / 2)
         self._paused_until[kind] = time.monotonic() + delay
         metrics.BROKER_AVAILABLE.labels(kind).set(0)
         log.warning("%s unavailable (%s); pausing it for %.1fs", kind, error, delay)
