@@ -21,15 +21,25 @@ FORWARDS=(
   "31686:$RELEASE-jaeger:16686"
   "31432:$RELEASE-postgresql:5432"
 )
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; }
+# A port-forward is bound to one pod and ends when that pod goes away, and the
+# scenarios stop and kill pods (brokers, PostgreSQL, order-service): each
+# forward runs in a loop that opens it again, in its own process group so that
+# the cleanup ends the loop and its kubectl together.
+GROUPS_=()
+cleanup() { for g in "${GROUPS_[@]}"; do kill -- "-$g" 2>/dev/null || true; done; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 for f in "${FORWARDS[@]}"; do
   IFS=: read -r local svc port <<<"$f"
-  kubectl -n "$NS" port-forward "svc/$svc" "$local:$port" >/dev/null &
-  PIDS+=($!)
+  setsid bash -c 'while :; do kubectl -n "$1" port-forward "svc/$2" "$3:$4" >/dev/null 2>&1; sleep 1; done' \
+    forward "$NS" "$svc" "$local" "$port" &
+  GROUPS_+=($!)
 done
-sleep 3
+for f in "${FORWARDS[@]}"; do
+  IFS=: read -r local _ _ <<<"$f"
+  for _ in $(seq 60); do (exec 3<>"/dev/tcp/127.0.0.1/$local") 2>/dev/null && break; sleep 1; done
+  (exec 3<>"/dev/tcp/127.0.0.1/$local") 2>/dev/null || { echo "port-forward to $f never opened" >&2; exit 1; }
+done
 
 export E2E_TARGET=kind E2E_NAMESPACE="$NS" E2E_RELEASE="$RELEASE"
 export E2E_ORDER_API=http://localhost:31800
@@ -42,7 +52,9 @@ export E2E_KAFKA_BOOTSTRAP=localhost:31092
 export E2E_PROMETHEUS=http://localhost:31090
 export E2E_JAEGER_QUERY=http://localhost:31686
 for svc in order point notification; do
-  password=$(secret "$svc-database-password")
+  # URL-encoded: a password from credentials.existingSecret may hold any character.
+  password=$(secret "$svc-database-password" \
+    | python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))')
   export "E2E_${svc^^}_DATABASE_DSN=postgresql://$svc:$password@localhost:31432/$svc"
 done
 .venv/bin/pytest tests/e2e "$@"
