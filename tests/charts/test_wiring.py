@@ -5,6 +5,7 @@ is, and nothing renders empty. Rendered with helm for both values files."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -13,14 +14,20 @@ from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings
 
 from messaging.accounts import AccountsSettings
-from messaging.health import health_routes
+from messaging.asyncapi import placeholder_settings
+from messaging.relay.cli import health_app
+from messaging.relay.relay import OutboxRelay
 from messaging.relay.settings import RelaySettings
-from messaging.topology import ProvisionSettings
+from messaging.topology import ORDERS, TOPICS, ProvisionSettings
+from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.settings import NotificationServiceSettings
+from order_service.entrypoints.http import create_app as order_app
 from order_service.settings import OrderServiceSettings
+from point_service.entrypoints.app import create_app as point_app
 from point_service.settings import PointServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +123,26 @@ def test_every_container_gets_exactly_what_its_settings_class_reads(
     assert checked == 10
 
 
+@functools.cache
+def served_paths() -> dict[str, set[str]]:
+    """The HTTP paths each container's app serves, read from the apps themselves
+    (built with placeholder settings; nothing connects)."""
+    values = placeholder_settings()
+    order = order_app(OrderServiceSettings.model_validate(values))
+    point = point_app(PointServiceSettings.model_validate(values), TracerProvider())
+    notification = notification_app(
+        NotificationServiceSettings.model_validate(values), TracerProvider()
+    )
+    relay = health_app(OutboxRelay(RelaySettings.model_validate(values)))
+    return {
+        "order-service": {str(getattr(route, "path", "")) for route in order.routes},
+        "point-service": {path for path, _ in point.routes},
+        "notification-service": {path for path, _ in notification.routes},
+        "outbox-relay": {str(getattr(route, "path", "")) for route in relay.routes},
+    }
+
+
 def test_ports_and_probes_are_what_the_apps_serve(docs: list[dict[str, Any]]) -> None:
-    served = {path for path, _ in health_routes([])}
     configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(docs, "ConfigMap")}
     for deployment in by_kind(docs, "Deployment"):
         spec = deployment["spec"]["template"]["spec"]
@@ -131,6 +156,7 @@ def test_ports_and_probes_are_what_the_apps_serve(docs: list[dict[str, Any]]) ->
             )
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 action = container[probe]["httpGet"]
+                served = served_paths()[container["name"]]
                 assert action["path"] in served, f"{container['name']} {probe} {action['path']}"
                 assert action["port"] in ports, f"{container['name']} {probe} port"
 
@@ -178,8 +204,33 @@ def test_no_configmap_renders_empty(docs: list[dict[str, Any]]) -> None:
     [rules] = [
         c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("alert-rules")
     ]
-    groups = yaml.safe_load(rules["data"]["alerts.yml"])["groups"]
-    assert sum(len(g["rules"]) for g in groups) >= 10
+    shipped = sorted(p.name for p in (ROOT / "deploy/observability/rules").glob("*.yml"))
+    assert sorted(rules["data"]) == shipped, "every rules file of deploy/observability"
+    for name, text in rules["data"].items():
+        groups = yaml.safe_load(text)["groups"]
+        assert sum(len(g["rules"]) for g in groups) > 0, f"{name} holds rules"
+
+
+def test_kafka_consumers_scale_no_further_than_the_partitions_of_orders(
+    docs: list[dict[str, Any]],
+) -> None:
+    """A consumer in a group beyond the partition count gets no partition: an
+    autoscaler of point-service (the consumer of `orders`) must stop there."""
+    [orders] = [t for t in TOPICS if t.name == ORDERS.topic]
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]
+        for h in by_kind(docs, "HorizontalPodAutoscaler")
+    }
+    point = next(
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-point-service")
+    )
+    name = point["metadata"]["name"]
+    if name in hpas:
+        assert hpas[name]["maxReplicas"] <= orders.partitions, (
+            f"{name} HPA above {orders.partitions}"
+        )
+    else:
+        assert point["spec"]["replicas"] <= orders.partitions
 
 
 def test_credentials_are_only_in_secrets(docs: list[dict[str, Any]]) -> None:
