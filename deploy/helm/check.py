@@ -5,7 +5,8 @@ For the default values and for values-production.yaml:
 1. `helm lint --strict` and `helm template` with an explicit --kube-version;
 2. every rendered manifest validated strictly against the Kubernetes OpenAPI
    schemas of that version (kubernetes-validate, offline); the one custom
-   resource, a PrometheusRule, is checked with `promtool check rules`;
+   resource, a PrometheusRule, is checked with `promtool check rules`, and the
+   bundled Prometheus's configuration with `promtool check config`;
 3. kube-score on everything rendered; a finding is allowed only if
    lint-exceptions.yaml explains it (per check, or per object through a
    `kube-score/ignore` annotation that the file must also explain);
@@ -51,10 +52,14 @@ def tool(name: str) -> str:
     return str(local) if local.exists() else name
 
 
+class RenderError(Exception):
+    pass
+
+
 def run(args: list[str]) -> str:
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:3])} failed:\n{done.stdout}{done.stderr}")
+        raise RenderError(f"{' '.join(args[:3])} failed:\n{done.stdout}{done.stderr}")
     return done.stdout
 
 
@@ -86,8 +91,11 @@ def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
     for doc in docs:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["kind"] == "PrometheusRule":
-            errors += promtool_errors(name, doc["spec"])
+            errors += promtool_errors(name, ["check", "rules"], doc["spec"])
             continue
+        if doc["kind"] == "ConfigMap" and "prometheus.yml" in doc.get("data", {}):
+            config = yaml.safe_load(doc["data"]["prometheus.yml"])
+            errors += promtool_errors(name, ["check", "config", "--syntax-only"], config)
         try:
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -97,12 +105,12 @@ def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
-def promtool_errors(name: str, spec: dict[str, Any]) -> list[str]:
+def promtool_errors(name: str, command: list[str], content: dict[str, Any]) -> list[str]:
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
-        yaml.safe_dump(spec, f)
+        yaml.safe_dump(content, f)
         f.flush()
         done = subprocess.run(
-            [tool("promtool"), "check", "rules", f.name], capture_output=True, text=True
+            [tool("promtool"), *command, f.name], capture_output=True, text=True, check=False
         )
     return [] if done.returncode == 0 else [f"{name}: {done.stdout}{done.stderr}"]
 
@@ -157,8 +165,29 @@ def main() -> int:
     manifests = schema = lint = golden = 0
     problems += sync_errors()
     for label, values in VALUE_SETS.items():
-        run([tool("helm"), "lint", "--strict", str(CHART), *values, "--kube-version", KUBE_VERSION])
-        text = render(values)
+        # A chart that fails to lint or render is counted, not a crash: the
+        # summary line is printed whatever happens.
+        try:
+            run(
+                [
+                    tool("helm"),
+                    "lint",
+                    "--strict",
+                    str(CHART),
+                    *values,
+                    "--kube-version",
+                    KUBE_VERSION,
+                ]
+            )
+        except RenderError as exc:
+            lint += 1
+            problems.append(f"{label}: {exc}")
+        try:
+            text = render(values)
+        except RenderError as exc:
+            schema += 1
+            problems.append(f"{label}: {exc}")
+            continue
         docs = documents(text)
         manifests += len(docs)
         errors = schema_errors(docs)

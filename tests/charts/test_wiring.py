@@ -47,6 +47,15 @@ SERVICE_CONTAINERS = {"order-service", "point-service", "notification-service"}
 
 
 def render(label: str) -> list[dict[str, Any]]:
+    return render_with(VALUES[label])
+
+
+def render_with(values: list[str]) -> list[dict[str, Any]]:
+    return rendered(tuple(values))
+
+
+@functools.cache
+def rendered(values: tuple[str, ...]) -> list[dict[str, Any]]:
     if not HELM.exists():
         pytest.fail(f"{HELM} missing: run `make tools`")
     out = subprocess.run(
@@ -55,7 +64,7 @@ def render(label: str) -> list[dict[str, Any]]:
             "template",
             "reference",
             str(CHART),
-            *VALUES[label],
+            *values,
             "--kube-version",
             "1.31.0",
         ],
@@ -244,3 +253,126 @@ def test_credentials_are_only_in_secrets(docs: list[dict[str, Any]]) -> None:
                 if secret_like.search(env["name"]):
                     assert "secretKeyRef" in env.get("valueFrom", {}), env["name"]
         assert spec.get("automountServiceAccountToken") is False
+
+
+def referenced_objects(spec: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(kind, name, key) of every ConfigMap, Secret and ServiceAccount a pod
+    uses; key is "" where the whole object is used."""
+    refs = set()
+    if "serviceAccountName" in spec:
+        refs.add(("ServiceAccount", spec["serviceAccountName"], ""))
+    for volume in spec.get("volumes", []):
+        sources = [volume, *volume.get("projected", {}).get("sources", [])]
+        for source in sources:
+            if "configMap" in source:
+                refs.add(("ConfigMap", source["configMap"]["name"], ""))
+            if "secret" in source:
+                refs.add(
+                    ("Secret", source["secret"].get("secretName", source["secret"].get("name")), "")
+                )
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                refs.add(("ConfigMap", source["configMapRef"]["name"], ""))
+            if "secretRef" in source:
+                refs.add(("Secret", source["secretRef"]["name"], ""))
+        for env in container.get("env", []):
+            for kind, ref in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                if ref in env.get("valueFrom", {}):
+                    selector = env["valueFrom"][ref]
+                    refs.add((kind, selector["name"], selector["key"]))
+    return refs
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        [],
+        ["-f", str(ROOT / "deploy/helm/values-production.yaml")],
+        ["--set", "monitoring.dashboards.enabled=false"],
+    ],
+    ids=["default", "production", "no-dashboards"],
+)
+def test_every_object_a_pod_uses_is_rendered(variant: list[str]) -> None:
+    """A pod that mounts a ConfigMap the release does not render never starts."""
+    rendered = render_with(variant)
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in rendered}
+    # A Secret the user supplies (credentials.existingSecret) is not rendered.
+    external = (
+        {("Secret", yaml.safe_load(Path(variant[1]).read_text())["credentials"]["existingSecret"])}
+        if variant[:1] == ["-f"]
+        else set()
+    )
+    for pod, spec in pod_specs(rendered):
+        for kind, name, key in referenced_objects(spec):
+            if (kind, name) in external:
+                continue
+            assert (kind, name) in objects, f"{pod} uses {kind}/{name}, which is not rendered"
+            if key:
+                data = objects[(kind, name)].get("data", {})
+                assert key in data, f"{pod} uses key {key} of {kind}/{name}, which has none"
+
+
+QUANTITY = re.compile(r"^([0-9]+)(Ki|Mi|Gi)?$")
+
+
+def quantity(text: str) -> int:
+    match = QUANTITY.match(text)
+    assert match, f"unexpected quantity {text}"
+    scale = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[match.group(2)]
+    return int(match.group(1)) * scale
+
+
+def test_empty_dirs_fit_in_the_pods_ephemeral_storage(docs: list[dict[str, Any]]) -> None:
+    """An emptyDir on disk counts against the pod's ephemeral-storage limit (the
+    sum of its long-running containers' limits): past it, the pod is evicted."""
+    for pod, spec in pod_specs(docs):
+        running = spec["containers"] + [
+            c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"
+        ]
+        limit = sum(quantity(c["resources"]["limits"]["ephemeral-storage"]) for c in running)
+        declared = sum(
+            quantity(v["emptyDir"]["sizeLimit"])
+            for v in spec.get("volumes", [])
+            if "sizeLimit" in v.get("emptyDir", {}) and v["emptyDir"].get("medium") != "Memory"
+        )
+        assert declared < limit, f"{pod}: emptyDirs of {declared} B in a {limit} B limit"
+
+
+def test_prometheus_scrapes_every_replica_of_each_service_and_relay() -> None:
+    rendered = render_with([])
+    [config_map] = [
+        d for d in by_kind(rendered, "ConfigMap") if "prometheus.yml" in d.get("data", {})
+    ]
+    jobs = {
+        j["job_name"]: j
+        for j in yaml.safe_load(config_map["data"]["prometheus.yml"])["scrape_configs"]
+    }
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(rendered, "Service")}
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(rendered, "ConfigMap")}
+    scraped = set()
+    for deployment in by_kind(rendered, "Deployment"):
+        template = deployment["spec"]["template"]
+        for container in (
+            template["spec"].get("initContainers", []) + template["spec"]["containers"]
+        ):
+            if container["name"] not in SERVICE_CONTAINERS | {"outbox-relay"}:
+                continue
+            assert "/metrics" in served_paths()[container["name"]]
+            # The job is named after the process, as in the local stack and the dashboards.
+            [source] = [s["configMapRef"]["name"] for s in container["envFrom"]]
+            job = configmaps[source]["OTEL_SERVICE_NAME"]
+            [sd] = jobs[job]["dns_sd_configs"]
+            # One address per pod: a headless Service selecting this Deployment's pods.
+            service = services[sd["names"][0].split(".")[0]]
+            assert service["clusterIP"] == "None", f"{job} scrapes through a load-balanced Service"
+            assert service["selector"].items() <= template["metadata"]["labels"].items()
+            assert sd["port"] in [p["containerPort"] for p in container["ports"]]
+            scraped.add(job)
+    assert scraped == {
+        "order-service",
+        "order-relay",
+        "point-service",
+        "point-relay",
+        "notification-service",
+    }
