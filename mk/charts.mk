@@ -9,14 +9,28 @@ RELEASE      := reference
 IMAGE_TAG    ?= dev
 IMAGES       := order-service point-service notification-service outbox-relay
 
+# The prometheus-operator's CRDs, to validate the chart's PodMonitor and
+# PrometheusRule offline: taken from the operator's Go module (pinned in
+# tools/versions.mk), fetched once like the other tools.
+CRDS := $(TOOLS)/prometheus-operator-crds-$(PROMETHEUS_OPERATOR_VERSION)
+CRD_FILES := monitoring.coreos.com_podmonitors.yaml monitoring.coreos.com_prometheusrules.yaml
+$(CRDS)/.fetched:
+	@echo "fetching the prometheus-operator $(PROMETHEUS_OPERATOR_VERSION) CRDs (Go module)"
+	@dir=$$(cd /tmp && GOFLAGS=-mod=mod go mod download -json \
+	    github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) \
+	  | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
+	  && mkdir -p $(CRDS) \
+	  && for f in $(CRD_FILES); do cp "$$dir/example/prometheus-operator-crd/$$f" $(CRDS)/; done \
+	  && touch $@
+
 ##@ Kubernetes (Helm chart, kind)
 .PHONY: charts-check charts-golden charts-sync images kind-up kind-e2e kind-down
-charts-check: venv system-deps $(BIN)/helm $(BIN)/kube-score ## Offline: helm lint/template, schemas, kube-score, goldens, wiring tests
+charts-check: venv system-deps $(BIN)/helm $(BIN)/kube-score $(CRDS)/.fetched ## Offline: helm lint/template, schemas, kube-score, goldens, wiring tests
 	@PATH=$(BIN):$$PATH $(RUN) pytest -q tests/charts
-	@PATH=$(BIN):$$PATH $(RUN) python deploy/helm/check.py
+	@PATH=$(BIN):$$PATH $(RUN) python deploy/helm/check.py --crds $(CRDS)
 
-charts-golden: venv $(BIN)/helm ## Rewrite deploy/helm/golden/ from the chart (review the diff)
-	@PATH=$(BIN):$$PATH $(RUN) python deploy/helm/check.py --update-golden
+charts-golden: venv $(BIN)/helm $(CRDS)/.fetched ## Rewrite deploy/helm/golden/ from the chart (review the diff)
+	@PATH=$(BIN):$$PATH $(RUN) python deploy/helm/check.py --crds $(CRDS) --update-golden
 
 charts-sync: ## Copy deploy/observability's dashboards and rules into the chart
 	@cp deploy/observability/dashboards/*.json $(CHART)/files/dashboards/

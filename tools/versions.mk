@@ -4,6 +4,9 @@ UV_VERSION          := 0.13.9
 HELM_VERSION        := v4.3.1
 KUBE_SCORE_VERSION  := v1.20.0
 KIND_VERSION        := v0.33.0
+# Go module fetched for its CRDs only (charts-check validates PodMonitor and
+# PrometheusRule against them); v0.85.0 is the newest the module proxy serves.
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
 TOXIPROXY_VERSION   := v2.5.0
 MAILPIT_VERSION     := v1.27.11
 # Jaeger v2.13.0 (the v1.76.0 tag is on the same commit; see tools/jaeger/go.mod).

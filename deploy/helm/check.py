@@ -4,9 +4,11 @@ For the default values and for values-production.yaml:
 
 1. `helm lint --strict` and `helm template` with an explicit --kube-version;
 2. every rendered manifest validated strictly against the Kubernetes OpenAPI
-   schemas of that version (kubernetes-validate, offline); the one custom
-   resource, a PrometheusRule, is checked with `promtool check rules`, and the
-   bundled Prometheus's configuration with `promtool check config`;
+   schemas of that version (kubernetes-validate, offline); the custom
+   resources (PrometheusRule, PodMonitor) against the CRDs of the pinned
+   prometheus-operator, made strict the same way (--crds: make fetches them as
+   a Go module), the rules also with `promtool check rules`; the bundled
+   Prometheus's configuration with `promtool check config`;
 3. kube-score on everything rendered; a finding is allowed only if
    lint-exceptions.yaml explains it (per check, or per object through a
    `kube-score/ignore` annotation that the file must also explain);
@@ -31,6 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate
 import yaml
 
@@ -86,12 +89,45 @@ def masked(text: str) -> str:
     return "---\n".join(out)
 
 
-def schema_errors(docs: list[dict[str, Any]]) -> list[str]:
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A CRD's schema that, like kubernetes-validate's strict schemas, rejects
+    fields it does not declare (where the CRD does not keep unknown fields)."""
+    out = {k: strict(v) if isinstance(v, dict) else v for k, v in schema.items()}
+    if "items" in out and isinstance(out["items"], dict):
+        out["items"] = strict(out["items"])
+    if "properties" in out:
+        out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+        if not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out.setdefault("additionalProperties", False)
+    return out
+
+
+def crd_schemas(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> strict schema, from the CRD files in directory."""
+    schemas = {}
+    for path in sorted(directory.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            schemas[(f"{group}/{version['name']}", kind)] = schema
+    return schemas
+
+
+def schema_errors(
+    docs: list[dict[str, Any]], crds: dict[tuple[str, str], dict[str, Any]]
+) -> list[str]:
     errors = []
     for doc in docs:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
-        if doc["kind"] == "PrometheusRule":
-            errors += promtool_errors(name, ["check", "rules"], doc["spec"])
+        crd = crds.get((doc["apiVersion"], doc["kind"]))
+        if crd is not None:
+            errors += [
+                f"{name}: {error.message} at {'/'.join(map(str, error.path))}"
+                for error in jsonschema.Draft7Validator(crd).iter_errors(doc)
+            ]
+            if doc["kind"] == "PrometheusRule":
+                errors += promtool_errors(name, ["check", "rules"], doc["spec"])
             continue
         if doc["kind"] == "ConfigMap" and "prometheus.yml" in doc.get("data", {}):
             config = yaml.safe_load(doc["data"]["prometheus.yml"])
@@ -158,7 +194,11 @@ def sync_errors() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--update-golden", action="store_true")
+    parser.add_argument(
+        "--crds", type=Path, required=True, help="directory of the custom resources' CRDs"
+    )
     args = parser.parse_args()
+    crds = crd_schemas(args.crds)
     os.environ.setdefault("HELM_CACHE_HOME", tempfile.mkdtemp(prefix="helm-cache-"))
     exceptions = yaml.safe_load((HERE / "lint-exceptions.yaml").read_text())
     problems: list[str] = []
@@ -190,7 +230,7 @@ def main() -> int:
             continue
         docs = documents(text)
         manifests += len(docs)
-        errors = schema_errors(docs)
+        errors = schema_errors(docs, crds)
         schema += len(errors)
         findings = lint_findings(text, exceptions, label)
         lint += len(findings)

@@ -376,3 +376,47 @@ def test_prometheus_scrapes_every_replica_of_each_service_and_relay() -> None:
         "point-relay",
         "notification-service",
     }
+
+
+def test_the_pod_monitor_names_jobs_as_the_dashboards_do() -> None:
+    """values-production.yaml scrapes through the prometheus-operator: the
+    PodMonitor's relabelling must give each port the job name of its process."""
+    rendered = render("production")
+    [monitor] = by_kind(rendered, "PodMonitor")
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(rendered, "ConfigMap")}
+    selector = monitor["spec"]["selector"]
+    [expression] = selector["matchExpressions"]
+    scraped = set()
+    for deployment in by_kind(rendered, "Deployment"):
+        template = deployment["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        name = labels["app.kubernetes.io/name"]
+        if not (selector["matchLabels"].items() <= labels.items() and name in expression["values"]):
+            continue
+        containers = template["spec"].get("initContainers", []) + template["spec"]["containers"]
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            [relabel] = endpoint["relabelings"]
+            assert relabel["targetLabel"] == "job"
+            assert relabel["sourceLabels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+            owners = [
+                c for c in containers if endpoint["port"] in {p["name"] for p in c.get("ports", [])}
+            ]
+            if not owners:  # no such port in this pod: no target
+                continue
+            [owner] = owners
+            match = re.fullmatch(relabel.get("regex", "(.*)"), name)
+            assert match, f"{name}:{endpoint['port']} is scraped without a job name"
+            assert endpoint["path"] in served_paths()[owner["name"]]
+            # Prometheus writes a group as $1 or ${1}; Python as \g<1>.
+            replacement = re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", relabel.get("replacement", "$1"))
+            job = match.expand(replacement)
+            [source] = [s["configMapRef"]["name"] for s in owner["envFrom"]]
+            assert job == configmaps[source]["OTEL_SERVICE_NAME"]
+            scraped.add(job)
+    assert scraped == {
+        "order-service",
+        "order-relay",
+        "point-service",
+        "point-relay",
+        "notification-service",
+    }
