@@ -45,6 +45,7 @@ kind-up: $(BIN)/kind $(BIN)/helm images ## Create the kind cluster, load the ima
 	@$(BIN)/kind get clusters | grep -qx $(KIND_CLUSTER) \
 	  || $(BIN)/kind create cluster --config deploy/k8s/kind-config.yaml
 	@for t in $(IMAGES); do $(BIN)/kind load docker-image reference/$$t:$(IMAGE_TAG) --name $(KIND_CLUSTER); done
+	@# No --wait: the services wait for the post-install provisioning hook (deploy/k8s/README.md).
 	@$(BIN)/helm upgrade --install $(RELEASE) $(CHART) --namespace $(K8S_NS) --create-namespace \
 	  --set images.tag=$(IMAGE_TAG) --set images.pullPolicy=Never --timeout 15m
 	@for d in order-service point-service notification-service; do \
