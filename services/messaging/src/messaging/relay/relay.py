@@ -82,6 +82,9 @@ class OutboxRelay:
         self._paused_until: dict[str, float] = defaultdict(float)
         self._broker_failures: dict[str, int] = defaultdict(int)
         self._database_failures = 0
+        # Destinations this relay has published to: their backlog gauges read 0
+        # when nothing is pending, rather than not existing.
+        self._destinations: set[str] = set()
         self.heartbeat = time.monotonic()
         for kind in self.publishers:
             metrics.BROKER_AVAILABLE.labels(kind).set(1)
@@ -299,10 +302,10 @@ class OutboxRelay:
                 counts[(r.row.destination_kind, r.row.destination, "unavailable")] += 1
         for labels, n in counts.items():
             metrics.PUBLISHED.labels(*labels).inc(n)
+        self._destinations.update(destination for _, destination, _ in counts)
 
     # -- gauges and retention -----------------------------------------------
     async def _stats_loop(self) -> None:
-        known: set[str] = set()
         while True:
             await asyncio.sleep(self.s.relay_stats_interval_s)
             if self.pool is None:
@@ -320,15 +323,15 @@ class OutboxRelay:
                 log.warning("outbox stats failed: %r", exc)
                 continue
             seen = {s.destination for s in stats}
-            for gone in known - seen:
+            for idle in self._destinations - seen:
                 for gauge in (
                     metrics.PENDING,
                     metrics.OLDEST_PENDING_AGE,
                     metrics.FAILED,
                     metrics.BLOCKED,
                 ):
-                    gauge.labels(gone).set(0)
-            known |= seen
+                    gauge.labels(idle).set(0)
+            self._destinations |= seen
             for s in stats:
                 metrics.PENDING.labels(s.destination).set(s.pending)
                 metrics.OLDEST_PENDING_AGE.labels(s.destination).set(s.oldest_pending_age_s)
