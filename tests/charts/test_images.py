@@ -1,0 +1,118 @@
+"""Offline tests that the chart's containers run what the images hold: every
+image the chart names is a target of deploy/docker/Dockerfile that `make
+kind-up` builds and loads, every command a container runs is a console script
+installed in that image, and the pods run as the image's user."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.charts.test_wiring import VALUES, by_kind, pod_specs, render
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+SERVICES = ROOT / "services"
+
+
+def stages() -> dict[str, list[str]]:
+    """Dockerfile stage name -> its instructions (continuation lines joined)."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        start = re.fullmatch(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.IGNORECASE)
+        if start:
+            current = found.setdefault(start.group(1), [line])
+        else:
+            current.append(line)
+    return found
+
+
+def workspace_packages() -> dict[str, dict[str, Any]]:
+    projects = (tomllib.loads(p.read_text()) for p in SERVICES.glob("*/pyproject.toml"))
+    return {p["project"]["name"]: p for p in projects}
+
+
+def scripts_of(package: str, packages: dict[str, dict[str, Any]]) -> set[str]:
+    """The console scripts a package and its workspace dependencies install."""
+    project = packages[package]
+    found = set(project["project"].get("scripts", {}))
+    for requirement in project["project"].get("dependencies", []):
+        name = re.split(r"[=<>!~\[; ]", requirement, maxsplit=1)[0]
+        if name in packages:
+            found |= scripts_of(name, packages)
+    return found
+
+
+def image_targets() -> dict[str, set[str]]:
+    """Final image target -> the console scripts its virtualenv holds."""
+    all_stages, packages = stages(), workspace_packages()
+    targets = {}
+    for name, instructions in all_stages.items():
+        copies = [i for i in instructions if re.match(rf"COPY\s+--from=build-{name}\b", i)]
+        if not copies:
+            continue
+        [sync] = [i for i in all_stages[f"build-{name}"] if i.startswith("RUN uv sync")]
+        match = re.search(r"--package\s+(\S+)", sync)
+        assert match, f"build-{name} syncs one package"
+        assert "--frozen" in sync, f"build-{name}: the locked versions"
+        assert "--no-dev" in sync, f"build-{name}: no dev tools"
+        targets[name] = scripts_of(match.group(1), packages)
+    return targets
+
+
+def built_by_make() -> set[str]:
+    match = re.search(r"^IMAGES\s*:=\s*(.+)$", (ROOT / "mk/charts.mk").read_text(), re.M)
+    assert match, "mk/charts.mk lists IMAGES"
+    return set(match.group(1).split())
+
+
+def test_make_builds_every_target_of_the_dockerfile() -> None:
+    assert built_by_make() == set(image_targets())
+
+
+def test_each_target_starts_a_script_its_image_holds() -> None:
+    for name, scripts in image_targets().items():
+        [entrypoint] = [i for i in stages()[name] if i.startswith("ENTRYPOINT")]
+        assert re.fullmatch(r'ENTRYPOINT \["([^"]+)"\]', entrypoint), f"{name}: one process"
+        assert entrypoint.split('"')[1] in scripts, f"{name}: {entrypoint}"
+
+
+@pytest.mark.parametrize("label", list(VALUES))
+def test_every_container_of_ours_runs_a_script_of_its_image(label: str) -> None:
+    docs = render(label)
+    targets = image_targets()
+    [runtime_user] = [i.split()[1] for i in stages()["runtime"] if i.startswith("USER")]
+    uid, gid = (int(part) for part in runtime_user.split(":"))
+    helm_tests = {
+        p["metadata"]["name"]
+        for p in by_kind(docs, "Pod")
+        if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    }
+    assert helm_tests, "a helm test"
+    checked = 0
+    for pod, spec in pod_specs(docs):
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            # <registry>/<repository>/<target>:<tag>; third-party images are not ours.
+            image = container["image"].rsplit("/", 1)[-1].rsplit(":", 1)[0]
+            if image not in targets:
+                continue
+            command = container.get("command") or []
+            assert command, f"{pod}/{container['name']} names its command"
+            if pod in helm_tests:  # a short script run with the service's python
+                assert command[:2] == ["python", "-c"], f"{pod}: {command}"
+            else:
+                assert command[0] in targets[image], f"{pod}/{container['name']}: {command}"
+            security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+            assert (security.get("runAsUser"), security.get("runAsGroup")) == (uid, gid)
+            checked += 1
+    # 3 apps, their 3 migrations, 2 relays, 2 provisioning steps, the helm test.
+    assert checked == 11
