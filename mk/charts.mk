@@ -23,6 +23,9 @@ $(CRDS)/.fetched:
 	  && for f in $(CRD_FILES); do cp "$$dir/example/prometheus-operator-crd/$$f" $(CRDS)/; done \
 	  && touch $@
 
+# `make tools` fetches them with the other pinned tools.
+tools: $(CRDS)/.fetched
+
 ##@ Kubernetes (Helm chart, kind)
 .PHONY: charts-check charts-golden charts-sync images kind-up kind-e2e kind-down
 charts-check: venv system-deps $(BIN)/helm $(BIN)/kube-score $(CRDS)/.fetched ## Offline: helm lint/template, schemas, kube-score, goldens, wiring tests
