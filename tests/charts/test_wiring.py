@@ -43,6 +43,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "accounts": AccountsSettings,
     "topology": ProvisionSettings,
 }
+PROCESSES = {"order-service", "order-relay", "point-service", "point-relay", "notification-service"}
 SERVICE_CONTAINERS = {"order-service", "point-service", "notification-service"}
 
 
@@ -369,13 +370,7 @@ def test_prometheus_scrapes_every_replica_of_each_service_and_relay() -> None:
             assert service["selector"].items() <= template["metadata"]["labels"].items()
             assert sd["port"] in [p["containerPort"] for p in container["ports"]]
             scraped.add(job)
-    assert scraped == {
-        "order-service",
-        "order-relay",
-        "point-service",
-        "point-relay",
-        "notification-service",
-    }
+    assert scraped == PROCESSES
 
 
 def test_the_pod_monitor_names_jobs_as_the_dashboards_do() -> None:
@@ -413,10 +408,4 @@ def test_the_pod_monitor_names_jobs_as_the_dashboards_do() -> None:
             [source] = [s["configMapRef"]["name"] for s in owner["envFrom"]]
             assert job == configmaps[source]["OTEL_SERVICE_NAME"]
             scraped.add(job)
-    assert scraped == {
-        "order-service",
-        "order-relay",
-        "point-service",
-        "point-relay",
-        "notification-service",
-    }
+    assert scraped == PROCESSES
