@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 
 import httpx
 
@@ -36,19 +37,20 @@ async def traffic(
     """`count` orders at `rate` per second (each on its own schedule, so a slow
     answer does not slow the rate), a share of them cancelled afterwards."""
     orders: list[PlacedOrder] = []
-    failures = 0
+    refused: Counter[str] = Counter()
     limit = asyncio.Semaphore(64)
     started = time.monotonic()
 
     async def one(n: int) -> None:
-        nonlocal failures
         await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
         async with limit:
             try:
                 order = await system.place(tag)
-            except (AssertionError, httpx.HTTPError):
+            except (AssertionError, httpx.HTTPError) as exc:
                 # Refused or unanswered: not accepted, so not promised anything.
-                failures += 1
+                refused[
+                    str(exc)[:60] if isinstance(exc, AssertionError) else type(exc).__name__
+                ] += 1
                 return
             orders.append(order)
             if rng.random() < cancel_share:
@@ -57,8 +59,10 @@ async def traffic(
                     await system.cancel(order)
 
     await asyncio.gather(*(one(n) for n in range(count)))
-    if failures:
-        print(f"{failures} order requests were refused (not counted as accepted)")
+    if refused:
+        print(f"{sum(refused.values())} order requests were refused (not counted as accepted):")
+        for reason, n in refused.most_common():
+            print(f"  {n:6d}  {reason}")
     return orders
 
 
