@@ -15,7 +15,7 @@ import asyncio
 import smtplib
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -64,8 +64,10 @@ class SmtpMailer:
         mail["To"] = command.recipient
         mail["Subject"] = command.subject
         mail["Date"] = formatdate(localtime=False)
-        # The command's id, so that a receiver can spot the rare duplicate.
-        mail["Message-ID"] = make_msgid(idstring=message_id, domain="notifications.local")
+        # The command's id, and only it: a resend after a crash between the SMTP
+        # server's acceptance and our record carries the same Message-ID, which
+        # mail stores and clients use to show a duplicate once.
+        mail["Message-ID"] = f"<{message_id}@notifications.local>"
         mail["X-Notification-Id"] = message_id
         mail["X-Notification-Kind"] = command.kind.value
         mail.set_content(command.body)

@@ -3,7 +3,8 @@
 The mail goes out before the delivery is recorded (both inside one
 transaction that holds a lock on the message id): if the process dies in
 between, the redelivered command sends the mail again (at-least-once; the
-mail's Message-ID carries the command id so that receivers can spot it).
+mail's Message-ID is the command id, the same on every resend, so that mail
+stores and clients show the duplicate once).
 Recording first and sending after would instead lose mail on such a crash.
 """
 
