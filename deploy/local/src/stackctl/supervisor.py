@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal as signal_module
 import subprocess
 import sys
 import time
@@ -167,7 +168,16 @@ class Supervisor:
                 raise
 
     def signal(self, name: str, signal: str) -> None:
-        self._proxy().supervisor.signalProcess(name, signal)
+        """Signal a component's whole process group. supervisord's signalProcess
+        reaches only the program it started: a SIGKILL of a wrapper script
+        (rabbitmq-server) left the Erlang VM running, holding the ports, so the
+        "killed" broker never went down."""
+        pid = self.info(name).pid
+        number = getattr(signal_module, f"SIG{signal}")
+        if pid and os.getpgid(pid) == pid:
+            os.killpg(pid, number)
+        else:
+            self._proxy().supervisor.signalProcess(name, signal)
 
     def shutdown(self, timeout_s: float) -> None:
         pidfile = self.settings.state_dir / "supervisord.pid"
