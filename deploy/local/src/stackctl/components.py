@@ -199,6 +199,8 @@ class LocalStack:
             "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+            # A killed VM's crash dump goes with the state, not into the checkout.
+            "ERL_CRASH_DUMP": str(base / "log" / "erl_crash.dump"),
         }
 
     def rabbitmq(self) -> Component:
