@@ -3,9 +3,23 @@ down database fails a request or a message fast instead of hanging it."""
 
 from __future__ import annotations
 
+import asyncpg
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from messaging.settings import DatabaseSettings
+
+# The database (or the network to it) is down: a consumer retries the same
+# message in place instead of dead-lettering it (messaging.consumer).
+TRANSIENT_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 
 def build_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngine:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 
-import asyncpg
 import pydantic
-import sqlalchemy.exc
 from faststream import AckPolicy, Depends
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
@@ -29,7 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.consumer import DeadLetterPolicy, Envelope, PoisonMessageError, envelope
 from messaging.contracts.notifications import SendNotification
-from messaging.database import build_engine
+from messaging.database import TRANSIENT_ERRORS, build_engine
 from messaging.deadletter import rabbit_dead_letter_queue
 from messaging.health import database_check, health_routes
 from messaging.topology import (
@@ -43,15 +41,6 @@ from notification_service.settings import NotificationServiceSettings
 
 LOGGER = logging.getLogger("notification_service.faststream")
 ATTEMPT_HEADER = "x-delivery-attempt"
-TRANSIENT = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-)
 
 
 def create_app(
@@ -83,7 +72,7 @@ def create_app(
         DeadLetterPolicy(
             source=queue,
             sink=park,
-            transient=TRANSIENT,
+            transient=TRANSIENT_ERRORS,
             poison=(PoisonMessageError, pydantic.ValidationError, json.JSONDecodeError),
         )
     )

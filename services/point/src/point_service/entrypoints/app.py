@@ -18,9 +18,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-import asyncpg
 import pydantic
-import sqlalchemy.exc
 from faststream import AckPolicy, Depends
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
@@ -51,7 +49,7 @@ from messaging.contracts.points import (
     PointsGranted,
     PointsRevoked,
 )
-from messaging.database import build_engine
+from messaging.database import TRANSIENT_ERRORS, build_engine
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
 from messaging.health import database_check, health_routes
@@ -79,16 +77,6 @@ ORDER_TO_POINTS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-# The database (or a broker it writes through) is down: retry the same message.
-TRANSIENT = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-)
 # Never processable as they are: straight to the dead-letter destination.
 POISON = (json.JSONDecodeError, InsufficientPointsError)
 
@@ -137,7 +125,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
             sink=kafka_dead_letter_topic(
                 kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group
             ),
-            transient=TRANSIENT,
+            transient=TRANSIENT_ERRORS,
             poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
             max_attempts=settings.consumer_max_attempts,
         )
@@ -146,7 +134,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         DeadLetterPolicy(
             source=POINT_COMMANDS.routing_key,
             sink=rabbit_dead_letter_queue(rabbit, POINT_COMMANDS.routing_key),
-            transient=TRANSIENT,
+            transient=TRANSIENT_ERRORS,
             poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
             max_attempts=settings.consumer_max_attempts,
             applies=lambda msg: msg.raw_message.routing_key == POINT_COMMANDS.routing_key,
