@@ -291,8 +291,9 @@ class LocalStack:
             cmd = self.kafka_java_command(
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id_file.read_text().strip(),
+                # One argument with `=`: a random id may begin with "-", which
+                # as a separate argument would be read as an option (1 in 64).
+                f"--cluster-id={cluster_id_file.read_text().strip()}",
                 "-c",
                 str(properties),
                 "--ignore-formatted",
