@@ -13,8 +13,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from messaging.consumer import Envelope
+from messaging.contracts.notifications import SendNotification
+from messaging.database import build_engine
 from messaging.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
+from notification_service.adapters.mailer import SmtpMailer
+from notification_service.service_layer import handlers
+from notification_service.settings import NotificationServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from stackctl.control import start
@@ -86,6 +93,58 @@ async def test_a_command_becomes_one_delivered_mail_even_when_delivered_twice(
     assert delivered[0]["Subject"] == "only once"
     headers = await mail.headers(delivered[0]["ID"])
     assert headers["X-Notification-Id"] == [message_id]
+
+
+async def test_a_delivery_cancelled_after_the_mail_went_out_is_recorded_not_resent(
+    local_stack: LocalStack, mail: MailCatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a dropped RabbitMQ connection does to a handler in flight: aiormq
+    # cancels it. Here the cancel lands after the SMTP server accepted the mail
+    # and before the delivery was recorded, the worst moment.
+    for name, value in Apps(local_stack).notification_service_env().items():
+        monkeypatch.setenv(name, value)
+    settings = NotificationServiceSettings()
+    engine = build_engine(settings, "test-cancelled-delivery")
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    accepted, resume = asyncio.Event(), asyncio.Event()
+
+    class PausingMailer(SmtpMailer):
+        async def send(self, message_id: str, command: SendNotification) -> None:
+            await super().send(message_id, command)
+            accepted.set()
+            await resume.wait()
+
+    mailer = PausingMailer(
+        settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s, "t@example.com", 1
+    )
+    to = recipient("cancelled")
+    command = SendNotification(kind="order", recipient=to, subject="once", body="text")
+    env = Envelope(
+        id=uuid.uuid4(),
+        type=SendNotification.TYPE,
+        source="test",
+        subject=None,
+        time=None,
+        schema_version=SendNotification.SCHEMA_VERSION,
+        correlation_id="test",
+        causation_id=None,
+    )
+    try:
+        first = asyncio.create_task(handlers.deliver(command, env, 1, sessions, mailer))
+        await asyncio.wait_for(accepted.wait(), 10)
+        first.cancel()
+        resume.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        # The redelivered command finds the record the cancelled one still wrote.
+        again = await asyncio.wait_for(handlers.deliver(command, env, 1, sessions, mailer), 10)
+        assert again == handlers.Duplicate()
+        await mail.wait_for(to, 1)
+        await asyncio.sleep(1)
+        assert len(await mail.to(to)) == 1
+    finally:
+        mailer.close()
+        await engine.dispose()
 
 
 async def test_with_a_backlog_higher_priority_mail_is_delivered_first(

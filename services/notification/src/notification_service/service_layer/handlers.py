@@ -6,10 +6,18 @@ between, the redelivered command sends the mail again (at-least-once; the
 mail's Message-ID is the command id, the same on every resend, so that mail
 stores and clients show the duplicate once).
 Recording first and sending after would instead lose mail on such a crash.
+
+A live process never sends twice: the send-and-record is shielded from
+cancellation. aiormq cancels a channel's in-flight handler tasks when the
+RabbitMQ connection drops; unshielded, a handler cancelled after the SMTP
+server accepted the mail rolled its record back, and the redelivered command
+mailed again (found by the e2e RabbitMQ-outage scenario).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +37,7 @@ from notification_service.adapters.mailer import (
 )
 from notification_service.adapters.orm import deliveries, inbox
 
+LOGGER = logging.getLogger(__name__)
 CONSUMER = "notification-service.send"
 # Attempts in all: the first, then one per retry delay.
 MAX_ATTEMPTS = len(NOTIFICATION_RETRY_DELAYS_S) + 1
@@ -95,6 +104,33 @@ async def already_delivered(session: AsyncSession, envelope: Envelope) -> bool:
 
 
 async def deliver(
+    command: SendNotification,
+    envelope: Envelope,
+    attempt: int,
+    sessions: async_sessionmaker[AsyncSession],
+    mailer: SmtpMailer,
+) -> Outcome:
+    """Deliver once; a cancelled caller (the message stays unacked and comes back)
+    does not cancel a delivery under way, which finishes and records itself."""
+    task = asyncio.ensure_future(_deliver_and_count(command, envelope, attempt, sessions, mailer))
+    _UNDER_WAY.add(task)
+    task.add_done_callback(_finished)
+    return await asyncio.shield(task)
+
+
+# Deliveries whose caller was cancelled: referenced here until they finish (the
+# event loop keeps only weak references to tasks).
+_UNDER_WAY: set[asyncio.Task[Outcome]] = set()
+
+
+def _finished(task: asyncio.Task[Outcome]) -> None:
+    _UNDER_WAY.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        # Seen by the caller too unless it was cancelled; then this is the only trace.
+        LOGGER.warning("delivery failed: %r", exc)
+
+
+async def _deliver_and_count(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
