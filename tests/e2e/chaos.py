@@ -15,6 +15,8 @@ import contextlib
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -66,10 +68,20 @@ async def traffic(
     return orders
 
 
+@dataclass(frozen=True)
+class Fault:
+    at: datetime
+    action: str
+    victim: str
+
+
 async def faults(
-    target: LocalTarget | KindTarget, rng: random.Random, stop: asyncio.Event, every_s: float
-) -> int:
-    done = 0
+    target: LocalTarget | KindTarget,
+    rng: random.Random,
+    stop: asyncio.Event,
+    every_s: float,
+    log: list[Fault],
+) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), rng.uniform(every_s / 2, every_s * 1.5))
@@ -80,11 +92,39 @@ async def faults(
         action = rng.choice(("kill", "stop"))
         down_s = rng.uniform(1, 8)
         print(f"t={time.monotonic():.0f} {action} {victim} for {down_s:.1f}s", flush=True)
+        log.append(Fault(datetime.now(UTC), action, victim))
         await (target.kill(victim) if action == "kill" else target.stop(victim))
         await asyncio.sleep(down_s)
         await target.start(victim)
-        done += 1
-    return done
+
+
+# A mail accepted this shortly before a SIGKILL of notification-service may have
+# had its delivery record die with the process (the window is a few ms: the
+# INSERTs and the COMMIT after the SMTP server's 250).
+CRASH_WINDOW = timedelta(seconds=2)
+
+
+async def explain_duplicate_mail(
+    system: System, orders: list[PlacedOrder], log: list[Fault]
+) -> None:
+    """Sort mails delivered twice into the documented at-least-once case (first
+    copy accepted just before notification-service was SIGKILLed; the resend
+    carries the same Message-ID) and the rest, which no design here allows."""
+    kills = [f.at for f in log if f.action == "kill" and f.victim == "notification-service"]
+    # (The fault is logged just before the signal: a mail can land in between.)
+    explained: list[str] = []
+    unexplained: list[str] = []
+    for message_id, copies in (await system.mail_copies(orders)).items():
+        if len(copies) > 1:
+            first = copies[0]
+            crash = any(abs(k - first) <= CRASH_WINDOW for k in kills)
+            (explained if crash else unexplained).append(message_id)
+    print(
+        f"mails delivered twice: {len(explained)} accepted within"
+        f" {CRASH_WINDOW.total_seconds():.0f} s of a SIGKILL of notification-service"
+        f" (at-least-once by design, same Message-ID);"
+        f" {len(unexplained)} otherwise {unexplained[:5]}"
+    )
 
 
 async def main() -> None:
@@ -104,23 +144,26 @@ async def main() -> None:
     system = System(target.endpoints)
     stop = asyncio.Event()
     try:
-        fault_task = asyncio.create_task(faults(target, rng, stop, args.fault_every))
+        log: list[Fault] = []
+        fault_task = asyncio.create_task(faults(target, rng, stop, args.fault_every, log))
         tag = f"chaos{seed}"
         orders = await traffic(
             system, tag, args.orders, args.rate, args.cancel_share, random.Random(seed + 1)
         )
         stop.set()
-        fault_count = await fault_task
+        await fault_task
         print(f"{len(orders)} orders accepted; draining")
         started = time.monotonic()
         report = await check_invariants(system, orders, timeout_s=args.drain_timeout)
         drain_s = time.monotonic() - started
         if not report.ok:
             print(f"invariants violated: {report}")
+        if any(d.startswith("mail ") for d in report.applied_twice):
+            await explain_duplicate_mail(system, orders, log)
     finally:
         await system.close()
     print(
-        f"orders={len(orders)} faults={fault_count} lost={len(report.lost)} "
+        f"orders={len(orders)} faults={len(log)} lost={len(report.lost)} "
         f"applied_twice={len(report.applied_twice)} drain_s={drain_s:.1f} seed={seed}"
     )
     if not report.ok:

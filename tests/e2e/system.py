@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -143,20 +143,29 @@ class System:
 
     async def mail_command_ids(self, orders: list[PlacedOrder]) -> Counter[str]:
         """SendNotification ids of every mail delivered to these orders' addresses
-        (the mail's Message-ID carries the command id)."""
-        found: Counter[str] = Counter()
+        (the mail's Message-ID carries the command id), with their copies."""
+        return Counter({m: len(c) for m, c in (await self.mail_copies(orders)).items()})
+
+    async def mail_copies(self, orders: list[PlacedOrder]) -> dict[str, list[datetime]]:
+        """When the mail server accepted each copy of each SendNotification's mail
+        to these orders' addresses, by command id."""
+        messages: list[dict[str, Any]] = []
         prefixes = {o.customer_id.rsplit("-", 1)[0] for o in orders}
         if len(orders) > 20 and len(prefixes) == 1:
             # Many orders of one run: one paged search instead of one per address.
             addresses = {o.email for o in orders}
-            for message in await self.mail.search_all(f'to:"{prefixes.pop()}-"'):
-                if any(to["Address"] in addresses for to in message["To"]):
-                    found[command_id(message)] += 1
-            return found
-        for order in orders:
-            for message in await self.mail.to(order.email):
-                found[command_id(message)] += 1
-        return found
+            messages = [
+                message
+                for message in await self.mail.search_all(f'to:"{prefixes.pop()}-"')
+                if any(to["Address"] in addresses for to in message["To"])
+            ]
+        else:
+            for order in orders:
+                messages += await self.mail.to(order.email)
+        copies: dict[str, list[datetime]] = defaultdict(list)
+        for message in messages:
+            copies[command_id(message)].append(datetime.fromisoformat(message["Created"]))
+        return {m: sorted(c) for m, c in copies.items()}
 
 
 def command_id(message: dict[str, Any]) -> str:
