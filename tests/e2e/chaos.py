@@ -106,10 +106,11 @@ CRASH_WINDOW = timedelta(seconds=2)
 
 async def explain_duplicate_mail(
     system: System, orders: list[PlacedOrder], log: list[Fault]
-) -> None:
+) -> int:
     """Sort mails delivered twice into the documented at-least-once case (first
     copy accepted just before notification-service was SIGKILLed; the resend
-    carries the same Message-ID) and the rest, which no design here allows."""
+    carries the same Message-ID) and the rest, which no design here allows.
+    Returns how many are the rest."""
     kills = [f.at for f in log if f.action == "kill" and f.victim == "notification-service"]
     # (The fault is logged just before the signal: a mail can land in between.)
     explained: list[str] = []
@@ -125,6 +126,7 @@ async def explain_duplicate_mail(
         f" (at-least-once by design, same Message-ID);"
         f" {len(unexplained)} otherwise {unexplained[:5]}"
     )
+    return len(unexplained)
 
 
 async def main() -> None:
@@ -158,15 +160,21 @@ async def main() -> None:
         drain_s = time.monotonic() - started
         if not report.ok:
             print(f"invariants violated: {report}")
-        if any(d.startswith("mail ") for d in report.applied_twice):
-            await explain_duplicate_mail(system, orders, log)
+        # The one exception the design documents (docs/messaging.md, hop 7):
+        # a mail resent because notification-service was SIGKILLed between the
+        # SMTP server's acceptance and its record. Counted in applied_twice
+        # all the same; only an unexplained duplicate fails the soak.
+        unexplained = [d for d in report.applied_twice if not d.startswith("mail ")]
+        if len(unexplained) < len(report.applied_twice):
+            unexplained += ["mail"] * await explain_duplicate_mail(system, orders, log)
+        failed = bool(report.lost or report.problems or unexplained)
     finally:
         await system.close()
     print(
         f"orders={len(orders)} faults={len(log)} lost={len(report.lost)} "
         f"applied_twice={len(report.applied_twice)} drain_s={drain_s:.1f} seed={seed}"
     )
-    if not report.ok:
+    if failed:
         raise SystemExit(1)
 
 
