@@ -5,6 +5,12 @@ then drain and run the invariant checker over every accepted order.
 The schedule comes from a seeded random generator; the seed is printed (and
 taken from --seed to replay a run). Ends with one summary line:
 `orders=N faults=N lost=N applied_twice=N drain_s=X seed=N`.
+
+It exits non-zero on anything lost, any problem (outbox backlog, unexpected
+dead letters or mail) and any duplicate except one: a mail whose first copy
+the SMTP server accepted within 2 s of a SIGKILL of notification-service, the
+at-least-once window docs/messaging.md documents (hop 7). Such resends are
+still counted in applied_twice and listed.
 """
 
 from __future__ import annotations
