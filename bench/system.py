@@ -165,13 +165,24 @@ async def latency(system: System, rate: float, seconds: float) -> dict[str, list
     return split
 
 
-HOP_OWNERS = {
-    "relay_hop": "  (order-relay)",
-    "consumer_hop": "  (point-service)",
-    "mail_relay_hop": "  (order-relay, publisher confirm)",
-    "mail_queue_hop": "  (notification.send, waiting for the consumer)",
-    "mail_send_hop": "  (notification-service, to the SMTP server's 250)",
-}
+# Each line of the latency report: the series, its label, and whose time it is.
+LATENCY_LINES = (
+    ("points", "accepted → points granted   ", ""),
+    ("relay_hop", "  of which outbox → Kafka    ", "order-relay"),
+    ("consumer_hop", "  of which Kafka → ledger    ", "point-service"),
+    ("email", "accepted → mail delivered   ", ""),
+    ("mail_relay_hop", "  of which outbox → RabbitMQ ", "order-relay, publisher confirm"),
+    (
+        "mail_queue_hop",
+        "  of which queue → handler   ",
+        "notification.send, waiting for the consumer",
+    ),
+    (
+        "mail_send_hop",
+        "  of which handler → SMTP   ",
+        "notification-service, to the SMTP server's 250",
+    ),
+)
 
 
 async def main() -> None:
@@ -210,18 +221,9 @@ async def main() -> None:
     p50, p99 = quantiles(split["points"])
     e50, e99 = quantiles(split["email"])
     print(f"latency at {rate:.0f} orders/s over {len(split['points'])} orders (p50 / p99, ms):")
-    for key, label in (
-        ("points", "accepted → points granted   "),
-        ("relay_hop", "  of which outbox → Kafka    "),
-        ("consumer_hop", "  of which Kafka → ledger    "),
-        ("email", "accepted → mail delivered   "),
-        ("mail_relay_hop", "  of which outbox → RabbitMQ "),
-        ("mail_queue_hop", "  of which queue → handler   "),
-        ("mail_send_hop", "  of which handler → SMTP   "),
-    ):
+    for key, label, owner in LATENCY_LINES:
         low, high = quantiles(split[key])
-        owner = HOP_OWNERS.get(key, "")
-        print(f"  {label}{low:7.1f} / {high:7.1f}{owner}")
+        print(f"  {label}{low:7.1f} / {high:7.1f}" + (f"  ({owner})" if owner else ""))
     print(
         f"orders_per_s={absorbed:.1f} points_p50_ms={p50:.1f} points_p99_ms={p99:.1f} "
         f"email_p50_ms={e50:.1f} email_p99_ms={e99:.1f}"

@@ -143,7 +143,7 @@ class System:
 
     async def mail_command_ids(self, orders: list[PlacedOrder]) -> Counter[str]:
         """SendNotification ids of every mail delivered to these orders' addresses
-        (the mail's Message-ID carries the command id), with their copies."""
+        (the mail's Message-ID carries the command id), each with its number of copies."""
         return Counter({m: len(c) for m, c in (await self.mail_copies(orders)).items()})
 
     async def mail_copies(self, orders: list[PlacedOrder]) -> dict[str, list[datetime]]:
@@ -178,6 +178,9 @@ class Report:
     lost: list[str] = field(default_factory=list)
     applied_twice: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Mails delivered more than once (also in applied_twice): command id → when
+    # the mail server accepted each copy.
+    mail_resent: dict[str, list[datetime]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -266,9 +269,10 @@ async def _check(
             keys,
         )
         expected_mail |= {r["message_id"] for r in sent}
-    delivered = await system.mail_command_ids(orders)
+    delivered = await system.mail_copies(orders)
     report.lost += [f"mail {m}" for m in expected_mail - delivered.keys()]
-    report.applied_twice += [f"mail {m} x{n}" for m, n in delivered.items() if n > 1]
+    report.mail_resent = {m: c for m, c in delivered.items() if len(c) > 1}
+    report.applied_twice += [f"mail {m} x{len(c)}" for m, c in report.mail_resent.items()]
     report.problems += [f"unexpected mail {m}" for m in delivered.keys() - expected_mail]
 
     if dead_letter_offsets is not None:
