@@ -1,12 +1,8 @@
 # Kubernetes: images, the Helm chart, and the kind path.
-# Included by the top Makefile (-include mk/*.mk); uses its RUN, BIN and E2E_TARGET.
-# Nothing here needs a container engine except kind-up (docker builds and kind).
+# Included by the top Makefile (-include mk/*.mk); uses its RUN, BIN and TOOLS.
+# Only the images and kind-* targets need a container engine (they start their own).
 
 CHART        := deploy/helm/reference-system
-KIND_CLUSTER := reference
-K8S_NS       := reference
-RELEASE      := reference
-IMAGE_TAG    ?= dev
 IMAGES       := order-service point-service notification-service outbox-relay
 
 # The prometheus-operator's CRDs, to validate the chart's PodMonitor and
@@ -39,24 +35,26 @@ charts-sync: ## Copy deploy/observability's dashboards and rules into the chart
 	@cp deploy/observability/dashboards/*.json $(CHART)/files/dashboards/
 	@cp deploy/observability/rules/*.yml $(CHART)/files/rules/
 
-images: ## Build the images (docker) from deploy/docker/Dockerfile, one target per process
-	@for t in $(IMAGES); do \
-	  docker build -f deploy/docker/Dockerfile --target $$t -t reference/$$t:$(IMAGE_TAG) . ; \
-	done
+# The kind path (deploy/k8s/kind/): on a machine without a registry it starts
+# its own container engine and builds everything (KIND_IMAGES=local, cached
+# by version in ~/.cache/reference-system/kind); where Docker already runs it
+# builds only the system's images (KIND_IMAGES=public). deploy/k8s/README.md.
+KIND_SH := bash deploy/k8s/kind/cluster.sh
+KIND_NEEDS := venv $(BIN)/kind $(BIN)/helm $(BIN)/jaeger $(BIN)/mailpit $(TOOLS)/kafka/libs
 
-kind-up: $(BIN)/kind $(BIN)/helm images ## Create the kind cluster, load the images, install the chart, run helm test
-	@$(BIN)/kind get clusters | grep -qx $(KIND_CLUSTER) \
-	  || $(BIN)/kind create cluster --config deploy/k8s/kind-config.yaml
-	@for t in $(IMAGES); do $(BIN)/kind load docker-image reference/$$t:$(IMAGE_TAG) --name $(KIND_CLUSTER); done
-	@# No --wait: the services wait for the post-install provisioning hook (deploy/k8s/README.md).
-	@$(BIN)/helm upgrade --install $(RELEASE) $(CHART) --namespace $(K8S_NS) --create-namespace \
-	  --set images.tag=$(IMAGE_TAG) --set images.pullPolicy=Never --timeout 15m
-	@for d in order-service point-service notification-service; do \
-	  kubectl -n $(K8S_NS) rollout status deployment/$(RELEASE)-$$d --timeout=10m; done
-	@$(BIN)/helm test $(RELEASE) --namespace $(K8S_NS) --timeout 5m
+images: $(KIND_NEEDS) ## Build every image the chart's install needs (the engine of the kind path; see deploy/k8s/README.md)
+	@bash deploy/k8s/kind/engine.sh start
+	@bash deploy/k8s/kind/images.sh build
+
+kind-up: $(KIND_NEEDS) ## Engine, node image, images, kind cluster, helm upgrade --install, helm test
+	@$(KIND_SH) up
 
 kind-e2e: venv ## The end-to-end suite against the kind release (port-forwards; E2E_TARGET=kind)
-	@bash deploy/k8s/kind-e2e.sh
+	@$(KIND_SH) e2e
 
-kind-down: $(BIN)/kind ## Delete the kind cluster
-	@$(BIN)/kind delete cluster --name $(KIND_CLUSTER)
+kind-down: ## Delete the kind cluster and stop the engine kind-up started
+	@$(KIND_SH) down
+
+.PHONY: kind-test
+kind-test: $(KIND_NEEDS) ## kind-up, helm test, kind-e2e, kind-down, then one summary line (what CI runs)
+	@$(KIND_SH) test

@@ -14,3 +14,16 @@ JAEGER_VERSION      := v1.76.0
 # Kafka's own version is pinned in tools/kafka/pom.xml.
 KAFKA_VERSION       := 4.3.1
 JMX_EXPORTER_VERSION := 1.0.1
+
+# The kind path on a machine without a registry (deploy/k8s/kind/, make kind-up):
+# everything below is built here from its Go module, Debian's packages or
+# Maven Central, and cached by version outside the checkout.
+# Kubernetes from the k8s.io/kubernetes module; 1.34 because kubelet 1.35+
+# expects cgroup v2 and these machines run a v1/v2 hybrid.
+KUBERNETES_VERSION  := v1.34.4
+ETCD_VERSION        := v3.6.5
+COREDNS_VERSION     := v1.12.1
+CRICTL_VERSION      := v1.34.0
+LOCAL_PATH_PROVISIONER_VERSION := v0.0.30
+# The base of every image built here: debootstrapped Debian (python3 is 3.11).
+DEBIAN_SUITE        := bookworm

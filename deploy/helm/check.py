@@ -1,6 +1,7 @@
 """`make charts-check`: the Helm chart, validated offline.
 
-For the default values and for values-production.yaml:
+For the default values, values-production.yaml and values-local-images.yaml (the
+kind path without a registry):
 
 1. `helm lint --strict` and `helm template` with an explicit --kube-version;
 2. every rendered manifest validated strictly against the Kubernetes OpenAPI
@@ -46,6 +47,13 @@ RELEASE, NAMESPACE = "reference", "reference"
 VALUE_SETS: dict[str, list[str]] = {
     "default": [],
     "production": ["-f", str(HERE / "values-production.yaml")],
+    # The kind path on a machine without a registry (deploy/k8s/kind/cluster.sh).
+    "local-images": [
+        "-f",
+        str(HERE / "values-local-images.yaml"),
+        "--set",
+        "images.pullPolicy=Never",
+    ],
 }
 TOOLS = ROOT / ".tools" / "bin"
 

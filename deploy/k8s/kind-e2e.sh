@@ -10,29 +10,47 @@ cd "$(dirname "$0")/../.."
 
 secret() { kubectl -n "$NS" get secret "$RELEASE-credentials" -o "jsonpath={.data.$1}" | base64 -d; }
 
-# local port : service : service port (Kafka's external listener is advertised
-# as localhost:31092, see kafka.externalPort).
+# local port : component : port. Each component's Service sends that port to
+# the same port of the component's pod (Kafka's external listener is
+# advertised as localhost:31092, see kafka.externalPort).
 FORWARDS=(
-  "31800:$RELEASE-order-service:8080"
-  "31826:$RELEASE-mailpit:8025"
-  "31674:$RELEASE-rabbitmq:15672"
-  "31092:$RELEASE-kafka:9094"
-  "31090:$RELEASE-prometheus:9090"
-  "31686:$RELEASE-jaeger:16686"
-  "31432:$RELEASE-postgresql:5432"
+  "31800:order-service:8080"
+  "31826:mailpit:8025"
+  "31674:rabbitmq:15672"
+  "31092:kafka:9094"
+  "31090:prometheus:9090"
+  "31686:jaeger:16686"
+  "31432:postgresql:5432"
 )
-# A port-forward is bound to one pod and ends when that pod goes away, and the
-# scenarios stop and kill pods (brokers, PostgreSQL, order-service): each
-# forward runs in a loop that opens it again, in its own process group so that
-# the cleanup ends the loop and its kubectl together.
+# A port-forward is bound to one pod, and `kubectl port-forward` does not exit
+# when that pod is deleted: it stays, refusing every connection. The scenarios
+# stop and kill pods (brokers, PostgreSQL, order-service), so each forward
+# follows its component: forward to the running pod, wait until that pod is
+# deleted or the forward ends, then start again with the next pod. Each loop
+# runs in its own process group, so that the cleanup ends it with its kubectl.
+follow() { # namespace selector local-port port
+  while :; do
+    pod=$(kubectl -n "$1" get pods -l "$2" --field-selector=status.phase=Running -o name 2>/dev/null | head -1)
+    if [[ -z $pod ]]; then sleep 1; continue; fi
+    kubectl -n "$1" port-forward "$pod" "$3:$4" >/dev/null 2>&1 &
+    forward=$!
+    kubectl -n "$1" wait --for=delete "$pod" --timeout=24h >/dev/null 2>&1 &
+    deleted=$!
+    wait -n "$forward" "$deleted" || true
+    kill "$forward" "$deleted" 2>/dev/null || true
+    wait "$forward" "$deleted" 2>/dev/null || true
+    sleep 0.5
+  done
+}
+export -f follow
 GROUPS_=()
 cleanup() { for g in "${GROUPS_[@]}"; do kill -- "-$g" 2>/dev/null || true; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 for f in "${FORWARDS[@]}"; do
-  IFS=: read -r local svc port <<<"$f"
-  setsid bash -c 'while :; do kubectl -n "$1" port-forward "svc/$2" "$3:$4" >/dev/null 2>&1; sleep 1; done' \
-    forward "$NS" "$svc" "$local" "$port" &
+  IFS=: read -r local component port <<<"$f"
+  setsid bash -c 'follow "$@"' forward "$NS" \
+    "app.kubernetes.io/name=$component,app.kubernetes.io/instance=$RELEASE" "$local" "$port" &
   GROUPS_+=($!)
 done
 for f in "${FORWARDS[@]}"; do

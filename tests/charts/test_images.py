@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.charts.test_wiring import VALUES, by_kind, pod_specs, render
 
@@ -60,7 +61,9 @@ def image_targets() -> dict[str, set[str]]:
         copies = [i for i in instructions if re.match(rf"COPY\s+--from=build-{name}\b", i)]
         if not copies:
             continue
-        [sync] = [i for i in all_stages[f"build-{name}"] if i.startswith("RUN uv sync")]
+        [sync] = [
+            i for i in all_stages[f"build-{name}"] if i.startswith("RUN") and " uv sync " in i
+        ]
         match = re.search(r"--package\s+(\S+)", sync)
         assert match, f"build-{name} syncs one package"
         assert "--frozen" in sync, f"build-{name}: the locked versions"
@@ -116,3 +119,49 @@ def test_every_container_of_ours_runs_a_script_of_its_image(label: str) -> None:
             checked += 1
     # 3 apps, their 3 migrations, 2 relays, 2 provisioning steps, the helm test.
     assert checked == 11
+
+
+def pinned_versions() -> dict[str, str]:
+    text = (ROOT / "tools" / "versions.mk").read_text()
+    return dict(re.findall(r"^([A-Z_]+)\s*:=\s*(\S+)", text, re.M))
+
+
+def test_the_local_images_are_tagged_with_the_versions_they_are_built_from() -> None:
+    """deploy/k8s/kind/images.sh builds each infrastructure image under the tag
+    values-local-images.yaml names, from the pinned sources: the tag must say
+    which version that is."""
+    values = yaml.safe_load((ROOT / "deploy/helm/values-local-images.yaml").read_text())
+    v = pinned_versions()
+    suite = v["DEBIAN_SUITE"]
+    assert {name: block["image"] for name, block in values.items() if "image" in block} == {
+        "kafka": f"reference/kafka:{v['KAFKA_VERSION']}",
+        "jaeger": f"reference/jaeger:{v['JAEGER_VERSION']}",
+        "mailpit": f"reference/mailpit:{v['MAILPIT_VERSION']}",
+        "rabbitmq": f"reference/rabbitmq:{suite}",
+        "postgresql": f"reference/postgresql:15-{suite}",
+        "prometheus": f"reference/prometheus:{suite}",
+    }
+
+
+def test_the_local_images_path_pulls_nothing_and_runs_each_image_as_its_user() -> None:
+    """Every container of the kind install without a registry runs an image
+    built here (deploy/docker/Dockerfile or deploy/docker/<component>/), never
+    pulled, as the user that image declares."""
+    targets = image_targets()
+    checked = set()
+    for pod, spec in pod_specs(render("local-images")):
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            where = f"{pod}/{container['name']}"
+            repository, _, _ = container["image"].rpartition(":")
+            assert repository.startswith("reference/"), f"{where}: {container['image']}"
+            assert container.get("imagePullPolicy") == "Never", where
+            name = repository.removeprefix("reference/")
+            if name in targets:
+                continue
+            dockerfile = ROOT / "deploy" / "docker" / name / "Dockerfile"
+            assert dockerfile.exists(), f"{where}: no {dockerfile.relative_to(ROOT)}"
+            [user] = re.findall(r"^USER\s+(\d+):(\d+)\s*$", dockerfile.read_text(), re.M)
+            security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+            assert (str(security.get("runAsUser")), str(security.get("runAsGroup"))) == user, where
+            checked.add(name)
+    assert checked == {"kafka", "rabbitmq", "postgresql", "prometheus", "jaeger", "mailpit"}

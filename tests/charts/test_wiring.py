@@ -33,7 +33,15 @@ from point_service.settings import PointServiceSettings
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "reference-system"
 HELM = ROOT / ".tools" / "bin" / "helm"
-VALUES = {"default": [], "production": ["-f", str(ROOT / "deploy/helm/values-production.yaml")]}
+VALUES = {
+    "default": [],
+    "production": ["-f", str(ROOT / "deploy/helm/values-production.yaml")],
+    # What the kind path installs on a machine without a registry (make kind-up).
+    "local-images": [
+        "-f", str(ROOT / "deploy/helm/values-local-images.yaml"),
+        "--set", "images.pullPolicy=Never",
+    ],
+}  # fmt: skip
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "order-service": OrderServiceSettings,

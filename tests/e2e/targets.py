@@ -151,6 +151,13 @@ class KindTarget:
             await self.kill(component)
             return
         await run(self.kubectl("scale", f"{kind}/{self.release}-{name}", "--replicas=0"))
+        # Scaling returns at once; stopped means its pods are gone.
+        await run(
+            self.kubectl("wait", "--for=delete", "pod", "-l", self.selector(name), "--timeout=180s")
+        )
+
+    def selector(self, name: str) -> str:
+        return f"app.kubernetes.io/name={name},app.kubernetes.io/instance={self.release}"
 
     async def start(self, component: str) -> None:
         kind, name, _ = self.WORKLOADS[component]
@@ -169,8 +176,9 @@ class KindTarget:
                 self.kubectl("exec", workload, "-c", container, "--", "python", "-c", signal_pid_1)
             )
             return
-        selector = f"app.kubernetes.io/name={name},app.kubernetes.io/instance={self.release}"
-        await run(self.kubectl("delete", "pod", "-l", selector, "--grace-period=0", "--force"))
+        await run(
+            self.kubectl("delete", "pod", "-l", self.selector(name), "--grace-period=0", "--force")
+        )
 
 
 async def run(args: list[str], stdin: bytes | None = None, timeout_s: float = 240) -> None:

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The kind path, end to end (make kind-up, kind-e2e, kind-down, kind-test):
+#   cluster.sh up     engine, node image, images, cluster, helm install, helm test
+#   cluster.sh e2e    tests/e2e against the release (deploy/k8s/kind-e2e.sh)
+#   cluster.sh down   delete the cluster, stop the engine, check the host is as found
+#   cluster.sh test   up, e2e, down, then one summary line
+# Every step says what failed in one line; `up` leaves a failed cluster for
+# inspection (with the pods' state in $KIND_CACHE/diagnostics), `test` always
+# tears down.
+. "$(dirname "$0")/lib.sh"
+
+RUN_DIR=$KIND_CACHE/run
+mkdir -p "$RUN_DIR"
+kubectl() { "$KUBECTL" "$@"; }
+cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
+
+# -- up ----------------------------------------------------------------------
+create_cluster() {
+  if cluster_exists; then
+    log "cluster $CLUSTER exists"
+    kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
+    return
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null; then
+    fail "port $API_PORT taken: the cluster's API server needs it on 127.0.0.1 (deploy/k8s/kind-config.yaml)"
+  fi
+  local image=()
+  [[ $KIND_IMAGES == public ]] || image=(--image "$(node_image)")
+  log "creating cluster $CLUSTER"
+  mkdir -p /lib/modules # kind mounts it into the node
+  kind create cluster --name "$CLUSTER" "${image[@]}" --config "$REPO_ROOT/deploy/k8s/kind-config.yaml" \
+    --kubeconfig "$KUBECONFIG" --wait 5m >"$RUN_DIR/kind-create.log" 2>&1 \
+    || { tail -20 "$RUN_DIR/kind-create.log" >&2; fail "kind create cluster (log: $RUN_DIR/kind-create.log)"; }
+  if [[ $KIND_IMAGES == local ]]; then
+    # Nothing leaves the machine: CoreDNS answers for the cluster only, without
+    # forwarding other names to the host's resolver.
+    kubectl -n kube-system get configmap coredns -o json | python3 -c '
+import json, re, sys
+cm = json.load(sys.stdin)
+cm["data"]["Corefile"] = re.sub(r"\n\s*forward \. /etc/resolv\.conf\s*\{[^}]*\}", "", cm["data"]["Corefile"])
+assert "forward" not in cm["data"]["Corefile"], "CoreDNS still forwards"
+json.dump(cm, sys.stdout)' | kubectl replace -f - >/dev/null || fail "removing CoreDNS's upstream forward"
+    kubectl -n kube-system rollout restart deployment coredns >/dev/null
+  fi
+  kubectl -n kube-system rollout status deployment coredns --timeout=180s >/dev/null || fail "CoreDNS not ready"
+}
+
+# Pods of the release that should run (completed Job pods excluded): "ready total".
+pods_ready() {
+  kubectl -n "$NAMESPACE" get pods -o json | python3 -c '
+import json, sys
+pods = [p for p in json.load(sys.stdin)["items"] if p["status"].get("phase") not in ("Succeeded", "Failed")]
+ready = sum(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])) for p in pods)
+print(ready, len(pods))'
+}
+
+# One line per pod that is not ready, with its containers' reasons; the full
+# state, events and logs in $KIND_CACHE/diagnostics.
+diagnose() {
+  local dir=$KIND_CACHE/diagnostics
+  rm -rf "$dir" && mkdir -p "$dir"
+  kubectl -n "$NAMESPACE" get pods -o wide >"$dir/pods.txt" 2>&1 || true
+  kubectl -n "$NAMESPACE" get events --sort-by=.lastTimestamp >"$dir/events.txt" 2>&1 || true
+  kubectl -n "$NAMESPACE" describe pods >"$dir/describe.txt" 2>&1 || true
+  for pod in $(kubectl -n "$NAMESPACE" get pods -o name 2>/dev/null); do
+    kubectl -n "$NAMESPACE" logs "$pod" --all-containers --prefix --tail=200 >"$dir/${pod#pod/}.log" 2>&1 || true
+  done
+  kubectl -n "$NAMESPACE" get pods -o json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["items"]:
+    if p["status"].get("phase") in ("Succeeded",):
+        continue
+    if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])):
+        continue
+    why = []
+    for c in p["status"].get("initContainerStatuses", []) + p["status"].get("containerStatuses", []):
+        state = c.get("state", {})
+        reason = (state.get("waiting") or state.get("terminated") or {}).get("reason")
+        if reason or not c.get("ready"):
+            why.append(f"{c[\"name\"]}: {reason or \"not ready\"}, {c.get(\"restartCount\", 0)} restarts")
+    print(f"  {p[\"metadata\"][\"name\"]} ({p[\"status\"].get(\"phase\")}): {\"; \".join(why) or \"not ready\"}")' >&2 || true
+  log "pods, events, descriptions and logs in $dir"
+}
+
+up() {
+  local started=$SECONDS
+  bash "$KIND_DIR/engine.sh" start
+  if [[ $KIND_IMAGES == local ]]; then
+    bash "$KIND_DIR/build-kubernetes.sh"
+    KUBECTL=$KUBE_BIN/kubectl
+    bash "$KIND_DIR/node-image.sh"
+  fi
+  mapfile -t images < <(bash "$KIND_DIR/images.sh" build) || exit 1
+  ((${#images[@]})) || fail "no image listed for the release"
+  create_cluster
+  log "loading ${#images[@]} images into the node"
+  kind load docker-image --name "$CLUSTER" "${images[@]}" >"$RUN_DIR/kind-load.log" 2>&1 \
+    || { tail -5 "$RUN_DIR/kind-load.log" >&2; fail "kind load docker-image (log: $RUN_DIR/kind-load.log)"; }
+  # No --wait: Helm would wait for the services before running the post-install
+  # provisioning hook that creates the logins they wait for (deploy/k8s/README.md).
+  log "helm upgrade --install $RELEASE (the provisioning hook runs once the infrastructure answers)"
+  helm upgrade --install "$RELEASE" "$REPO_ROOT/deploy/helm/reference-system" --namespace "$NAMESPACE" \
+    --create-namespace "${HELM_VALUES[@]}" --timeout 15m >"$RUN_DIR/helm-install.log" 2>&1 \
+    || { tail -5 "$RUN_DIR/helm-install.log" >&2; diagnose; fail "helm upgrade --install (log: $RUN_DIR/helm-install.log)"; }
+  log "waiting for every workload to be ready"
+  for workload in $(kubectl -n "$NAMESPACE" get deployments,statefulsets -o name); do
+    kubectl -n "$NAMESPACE" rollout status "$workload" --timeout=10m >/dev/null \
+      || { diagnose; fail "$workload not ready after 10 min"; }
+  done
+  read -r ready total < <(pods_ready)
+  ((ready == total)) || { diagnose; fail "pods ready: $ready of $total"; }
+  local up_s=$((SECONDS - started))
+  log "helm test $RELEASE"
+  helm test "$RELEASE" --namespace "$NAMESPACE" --timeout 5m --logs >"$RUN_DIR/helm-test.log" 2>&1 \
+    || { tail -20 "$RUN_DIR/helm-test.log" >&2; diagnose; fail "helm test (log: $RUN_DIR/helm-test.log)"; }
+  printf 'kind_up_s=%s images=%s pods_ready=%s/%s helm_test=passed\n' "$up_s" "${#images[@]}" "$ready" "$total" \
+    | tee "$RUN_DIR/up.txt"
+}
+
+# -- e2e ---------------------------------------------------------------------
+e2e() {
+  cluster_exists || fail "no cluster $CLUSTER: run make kind-up first"
+  PATH=$(dirname "$KUBECTL"):$PATH bash "$REPO_ROOT/deploy/k8s/kind-e2e.sh" "$@"
+}
+
+# -- down --------------------------------------------------------------------
+down() {
+  if [[ $KIND_IMAGES == local ]] && ! bash "$KIND_DIR/engine.sh" status >/dev/null 2>&1; then
+    log "engine not running: nothing to delete"
+  else
+    if cluster_exists; then
+      log "deleting cluster $CLUSTER"
+      kind delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || fail "kind delete cluster $CLUSTER"
+    fi
+    # The kind network's bridge goes with the network.
+    if [[ $KIND_IMAGES == local ]] && $DOCKER network inspect kind >/dev/null 2>&1; then
+      $DOCKER network rm kind >/dev/null || fail "removing the kind network"
+    fi
+  fi
+  bash "$KIND_DIR/engine.sh" stop
+}
+
+# -- test --------------------------------------------------------------------
+restarts() {
+  kubectl -n "$NAMESPACE" get pods -o json | python3 -c '
+import json, sys
+pods = json.load(sys.stdin)["items"]
+print(sum(c.get("restartCount", 0) for p in pods
+          for c in p["status"].get("initContainerStatuses", []) + p["status"].get("containerStatuses", [])))'
+}
+
+test_all() {
+  trap 'down || true' EXIT
+  up
+  local junit=$RUN_DIR/e2e.xml e2e_status=0
+  e2e -q -p no:cacheprovider --junitxml="$junit" || e2e_status=$?
+  local counts restarts_n
+  counts=$(python3 - "$junit" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+suite = ET.parse(sys.argv[1]).getroot()
+suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+total, skipped = int(suite.get("tests")), int(suite.get("skipped"))
+bad = int(suite.get("failures")) + int(suite.get("errors"))
+print(total - skipped - bad, total - skipped, skipped)
+PY
+  ) || counts="0 0 0"
+  read -r passed ran skipped <<<"$counts"
+  restarts_n=$(restarts)
+  [[ $skipped == 0 ]] || log "e2e: $skipped scenario(s) skipped on kind, each with its reason in its marker"
+  trap - EXIT
+  down
+  echo "$(cat "$RUN_DIR/up.txt") e2e_passed=$passed/$ran restarts=$restarts_n"
+  ((e2e_status == 0 && passed == ran && ran > 0)) || fail "e2e: $passed of $ran kind-capable scenarios passed"
+}
+
+case ${1:-} in
+  up) up ;;
+  e2e) shift; e2e "$@" ;;
+  down) down ;;
+  test) test_all ;;
+  *) echo "usage: $0 up|e2e|down|test" >&2; exit 2 ;;
+esac
