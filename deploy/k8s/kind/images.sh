@@ -77,6 +77,11 @@ build_all() {
   local image
   for image in $(release_images); do build_image "$image"; done
   rm -rf "$KIND_CACHE"/build/context-*
+  # Earlier builds of the system's images (other digests) only take disk.
+  for target in $APP_IMAGES; do
+    $DOCKER images --format '{{.Repository}}:{{.Tag}}' "reference/$target" | grep -v ":$IMAGE_TAG\$" \
+      | xargs -r $DOCKER rmi >/dev/null 2>&1 || true
+  done
 }
 
 # Every image the release names, from the chart rendered with the values

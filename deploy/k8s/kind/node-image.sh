@@ -142,7 +142,8 @@ $DOCKER save -o "$work/images.tar" "${images[@]}" || fail "docker save of the co
 log "assembling $NODE_IMAGE"
 # --init: a PID 1 that reaps, so that the stopped containerd does not linger.
 container=$($DOCKER run -d --init --privileged --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-  --entrypoint=sleep "$base" infinity) || fail "cannot run the node base image"
+  --entrypoint=sleep "$base" infinity 2> >(grep -v 'IPv4 forwarding is disabled' >&2)) \
+  || fail "cannot run the node base image"
 trap '$DOCKER rm -f -v "$container" >/dev/null 2>&1 || true' EXIT
 for b in kubeadm kubelet kubectl; do $DOCKER cp "$KUBE_BIN/$b" "$container:/usr/bin/$b"; done
 $DOCKER cp "$KIND_CACHE/crictl-$CRICTL_VERSION/crictl" "$container:/usr/local/bin/crictl"
@@ -156,4 +157,7 @@ $DOCKER exec "$container" sh -c 'pid=$(cat /tmp/containerd.pid); kill $pid; for 
 $DOCKER commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "$container" "$NODE_IMAGE" >/dev/null \
   || fail "docker commit of the node image"
 rm -rf "$work" "$context"
+# Node images and bases of earlier recipes only take disk.
+$DOCKER images --format '{{.Repository}}:{{.Tag}}' | grep -E '^localhost/kind-(node|base):' \
+  | grep -v -e "^$NODE_IMAGE\$" -e "^$base\$" | xargs -r $DOCKER rmi >/dev/null 2>&1 || true
 log "$NODE_IMAGE built in $((SECONDS - started)) s"
