@@ -28,20 +28,4 @@ if ((${#missing[@]} == 0)); then
   exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-if [[ $(id -u) -ne 0 ]]; then
-  echo "install-system-deps: missing Debian packages: ${missing[*]}" >&2
-  echo "  install them with: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
-  exit 1
-fi
-echo "install-system-deps: installing ${missing[*]}"
-# Packages must not start their system-wide services (a second RabbitMQ on
-# 5672, Prometheus on 9090): the stack runs its own private instances.
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [[ ! -e $policy ]]; then
-  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
-fi
-trap '((created_policy)) && rm -f "$policy"' EXIT
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
-apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+exec bash "$(dirname "$0")/../../tools/apt-install.sh" install-system-deps "${missing[@]}"

@@ -8,14 +8,4 @@ missing=()
 [[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || missing+=(docker.io)
 [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
 ((${#missing[@]})) || exit 0
-[[ $(id -u) -eq 0 ]] || fail "missing Debian packages ${missing[*]}: install them as root (apt-get install --no-install-recommends ${missing[*]})"
-log "installing ${missing[*]}"
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [[ ! -e $policy ]]; then
-  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
-fi
-trap '((created_policy)) && rm -f "$policy"' EXIT
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null || fail "apt-get update failed"
-apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || fail "apt-get install ${missing[*]} failed"
+bash "$REPO_ROOT/tools/apt-install.sh" kind "${missing[@]}" || fail "cannot install the Debian packages ${missing[*]}"
