@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 
+from messaging.provisioning import ProvisioningSettings, until_reachable
 from messaging.settings import SETTINGS_CONFIG
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ RABBITMQ_PERMISSIONS: Mapping[str, Permissions] = {
 }
 
 
-class AccountsSettings(BaseSettings):
+class AccountsSettings(ProvisioningSettings):
     model_config = SETTINGS_CONFIG
 
     postgres_host: str = "localhost"
@@ -136,18 +136,28 @@ def _identifier(name: str) -> str:
 
 
 async def provision(settings: AccountsSettings) -> None:
-    await provision_postgres(
-        settings.postgres_host,
-        settings.postgres_port,
-        settings.postgres_admin_user,
-        settings.postgres_admin_password.get_secret_value(),
-        settings.passwords("database"),
+    """Each step waits for its server (messaging.provisioning), within
+    PROVISION_TIMEOUT_S."""
+    await until_reachable(
+        "postgres",
+        lambda: provision_postgres(
+            settings.postgres_host,
+            settings.postgres_port,
+            settings.postgres_admin_user,
+            settings.postgres_admin_password.get_secret_value(),
+            settings.passwords("database"),
+        ),
+        settings.provision_timeout_s,
     )
-    await provision_rabbitmq(
-        settings.rabbitmq_management_url,
-        settings.rabbitmq_admin_user,
-        settings.rabbitmq_admin_password.get_secret_value(),
-        settings.passwords("rabbitmq"),
+    await until_reachable(
+        "rabbitmq",
+        lambda: provision_rabbitmq(
+            settings.rabbitmq_management_url,
+            settings.rabbitmq_admin_user,
+            settings.rabbitmq_admin_password.get_secret_value(),
+            settings.passwords("rabbitmq"),
+        ),
+        settings.provision_timeout_s,
     )
 
 

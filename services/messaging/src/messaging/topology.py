@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from messaging.envelope import KafkaTopic, RabbitRoute
+from messaging.provisioning import ProvisioningSettings, until_reachable
 from messaging.settings import SETTINGS_CONFIG, KafkaSettings, RabbitMQSettings
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ QUEUES = (
 )
 
 
-class ProvisionSettings(KafkaSettings, RabbitMQSettings):
+class ProvisionSettings(KafkaSettings, RabbitMQSettings, ProvisioningSettings):
     model_config = SETTINGS_CONFIG
 
     kafka_replication_factor: int = 1
@@ -164,7 +165,13 @@ async def provision_rabbitmq(
 
 
 async def provision(settings: ProvisionSettings) -> None:
-    await asyncio.gather(provision_kafka(settings), provision_rabbitmq(settings))
+    """Both wait for their broker (messaging.provisioning), within
+    PROVISION_TIMEOUT_S."""
+    timeout = settings.provision_timeout_s
+    await asyncio.gather(
+        until_reachable("kafka", lambda: provision_kafka(settings), timeout),
+        until_reachable("rabbitmq", lambda: provision_rabbitmq(settings), timeout),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
