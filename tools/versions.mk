@@ -25,5 +25,10 @@ ETCD_VERSION        := v3.6.5
 COREDNS_VERSION     := v1.12.1
 CRICTL_VERSION      := v1.34.0
 LOCAL_PATH_PROVISIONER_VERSION := v0.0.30
+# NetworkPolicies enforced on the node (kindnetd, which does it in stock kind,
+# is not in the kind module): kube-router's firewall alone, on iptables and
+# ipset (kube-network-policies needs the nftables queue expression, which this
+# machine's kernel lacks). v2.1.0 is the newest the module proxy serves.
+KUBE_ROUTER_VERSION := v2.1.0
 # The base of every image built here: debootstrapped Debian (python3 is 3.11).
 DEBIAN_SUITE        := bookworm

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import uuid
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -179,6 +180,44 @@ class KindTarget:
         await run(
             self.kubectl("delete", "pod", "-l", self.selector(name), "--grace-period=0", "--force")
         )
+
+    async def connects(self, labels: dict[str, str], host: str, port: int) -> bool:
+        """Whether a new pod of the release's namespace with these labels can
+        open a TCP connection to host:port (through the NetworkPolicies)
+        within 15 s: a new pod's first connections are refused until the
+        node's policy controller has seen its address (about a second)."""
+        image = await output(
+            self.kubectl(
+                "get", f"deployment/{self.release}-order-service",
+                "-o", "jsonpath={.spec.template.spec.containers[0].image}",
+            )
+        )  # fmt: skip
+        probe = (
+            "import socket, sys, time\n"
+            "deadline = time.monotonic() + 15\n"
+            "while time.monotonic() < deadline:\n"
+            f"    try: socket.create_connection(({host!r}, {port}), timeout=3).close()\n"
+            "    except OSError: time.sleep(0.5)\n"
+            "    else: sys.exit(0)\n"
+            "sys.exit(1)\n"
+        )
+        args = self.kubectl(
+            "run", f"e2e-probe-{uuid.uuid4().hex[:8]}", "--rm", "--attach", "--quiet",
+            "--restart=Never", f"--image={image}", "--image-pull-policy=Never",
+            "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
+            "--command", "--", "python", "-c", probe,
+        )  # fmt: skip
+        done = await asyncio.to_thread(
+            subprocess.run, args, capture_output=True, timeout=120, check=False
+        )
+        return done.returncode == 0
+
+
+async def output(args: list[str], timeout_s: float = 60) -> str:
+    done = await asyncio.to_thread(
+        subprocess.run, args, capture_output=True, text=True, timeout=timeout_s, check=True
+    )
+    return done.stdout.strip()
 
 
 async def run(args: list[str], stdin: bytes | None = None, timeout_s: float = 240) -> None:

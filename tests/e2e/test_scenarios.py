@@ -228,3 +228,17 @@ async def test_7_latency_and_cut_connections_to_rabbitmq_lose_nothing(
         await proxy.clear()
         report = await check_invariants(system, orders, timeout_s=240)
     assert report.ok, str(report)
+
+
+@pytest.mark.parametrize(
+    ("component", "port"), [("postgresql", 5432), ("kafka", 9092), ("rabbitmq", 5672)]
+)
+async def test_8_network_policies_admit_only_the_declared_clients(
+    target: Target, component: str, port: int
+) -> None:
+    if not isinstance(target, KindTarget):
+        pytest.skip("NetworkPolicies are Kubernetes objects: the local stack has none")
+    host = f"{target.release}-{component}"
+    client = {f"reference-system/client-of-{component}": "true"}
+    assert await target.connects(client, host, port), f"a declared client reaches {host}:{port}"
+    assert not await target.connects({}, host, port), f"any other pod is refused {host}:{port}"

@@ -38,8 +38,10 @@ PODS_JSON = {
         pod("order-service-1", "Running", True, {"order-service": 0, "outbox-relay": 1}),
         pod("kafka-0", "Running", False, {"kafka": 2}),
         pod("provision-1", "Succeeded", False, {"topology": 0}),
+        {**pod("order-service-0", "Running", True, {}), "metadata": {
+            "name": "order-service-0", "deletionTimestamp": "2026-12-02T17:06:00Z"}},
     ]
-}
+}  # fmt: skip
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

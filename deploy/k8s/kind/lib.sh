@@ -105,7 +105,8 @@ need_disk_gb() {
 node_image() {
   local digest
   digest=$(cat "$KIND_DIR/node-image.sh" "$KIND_DIR"/node/* \
-    <(echo "$KUBERNETES_VERSION $ETCD_VERSION $COREDNS_VERSION $CRICTL_VERSION $LOCAL_PATH_PROVISIONER_VERSION $KIND_VERSION $DEBIAN_SUITE") \
+    <(echo "$KUBERNETES_VERSION $ETCD_VERSION $COREDNS_VERSION $CRICTL_VERSION $LOCAL_PATH_PROVISIONER_VERSION" \
+      "$KUBE_ROUTER_VERSION $KIND_VERSION $DEBIAN_SUITE") \
     | sha256sum | cut -c1-12)
   echo "localhost/kind-node:$KUBERNETES_VERSION-$digest"
 }

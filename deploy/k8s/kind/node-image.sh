@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The kind node image, assembled here because `kind build node-image` pulls
 # images and kindest/node cannot be pulled:
-#  1. Go builds, each cached by version in $KIND_CACHE: etcd, CoreDNS, crictl and
-#     the local-path provisioner (the Kubernetes binaries: build-kubernetes.sh);
+#  1. Go builds, each cached by version in $KIND_CACHE: etcd, CoreDNS, crictl, the
+#     local-path provisioner and kube-router (the Kubernetes binaries:
+#     build-kubernetes.sh);
 #     the pause binary from the pause.c of the Kubernetes module;
 #  2. the node base (node/Dockerfile: Debian's containerd, kind's node files);
 #  3. the control plane's images, FROM scratch (or Debian for kube-proxy) with
@@ -17,6 +18,7 @@ if $DOCKER image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
   exit 0
 fi
 [[ -x $KUBE_BIN/kubeadm ]] || fail "kubernetes binaries missing: run build-kubernetes.sh first"
+bash "$KIND_DIR/base-image.sh" # the node base and kube-proxy's image start from it
 need_disk_gb 6 "the node image"
 started=$SECONDS
 
@@ -31,6 +33,7 @@ go_install() { # name module version -> $KIND_CACHE/<name>-<version>/<name>
 go_install coredns github.com/coredns/coredns "$COREDNS_VERSION"
 go_install crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION"
 go_install local-path-provisioner github.com/rancher/local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION"
+go_install kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION"
 
 etcd=$KIND_CACHE/etcd-$ETCD_VERSION/etcd
 if [[ ! -x $etcd ]]; then
@@ -69,6 +72,7 @@ context=$KIND_CACHE/build/node-context
 rm -rf "$context" && mkdir -p "$context"
 cp -r "$kind_module/images/base/files" "$context/files" && chmod -R u+w "$context"
 cp "$KIND_DIR"/node/* "$context/"
+sed -i "s/@KUBE_ROUTER_VERSION@/$KUBE_ROUTER_VERSION/" "$context/default-cni.yaml"
 # kind's default storage (the local-path provisioner), from the kind module,
 # with the images built here.
 provisioner_image=localhost/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION
@@ -103,6 +107,7 @@ image_from() { # tag base entrypoint-json src:dst...
   done
   {
     echo "FROM $from"
+    # kube-proxy and kube-router program the node's iptables and ipsets.
     [[ $from == scratch ]] || echo 'RUN apt-get update && apt-get install -y --no-install-recommends iptables conntrack ipset kmod && rm -rf /var/lib/apt/lists/*'
     echo 'COPY root/ /'
     echo 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -135,7 +140,9 @@ for image in "${wanted[@]}"; do
 done
 image_from "$provisioner_image" scratch "" \
   "$KIND_CACHE/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION/local-path-provisioner:/usr/local/bin/local-path-provisioner"
-images+=("$provisioner_image" "$DEBIAN_IMAGE")
+image_from "localhost/kube-router:$KUBE_ROUTER_VERSION" "$DEBIAN_IMAGE" "" \
+  "$KIND_CACHE/kube-router-$KUBE_ROUTER_VERSION/kube-router:/usr/local/bin/kube-router"
+images+=("$provisioner_image" "localhost/kube-router:$KUBE_ROUTER_VERSION" "$DEBIAN_IMAGE")
 $DOCKER save -o "$work/images.tar" "${images[@]}" || fail "docker save of the control-plane images"
 
 # 4. the node image -----------------------------------------------------------
@@ -156,7 +163,7 @@ $DOCKER exec "$container" sh -c 'pid=$(cat /tmp/containerd.pid); kill $pid; for 
   || fail "the node's containerd did not stop within 30 s after the image import"
 $DOCKER commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "$container" "$NODE_IMAGE" >/dev/null \
   || fail "docker commit of the node image"
-rm -rf "$work" "$context"
+rm -rf "$work" "$context" "$GOCACHE"
 # Node images and bases of earlier recipes only take disk.
 $DOCKER images --format '{{.Repository}}:{{.Tag}}' | grep -E '^localhost/kind-(node|base):' \
   | grep -v -e "^$NODE_IMAGE\$" -e "^$base\$" | xargs -r $DOCKER rmi >/dev/null 2>&1 || true

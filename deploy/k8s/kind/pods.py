@@ -32,7 +32,10 @@ def is_ready(pod: dict[str, Any]) -> bool:
 
 
 def running(pod: dict[str, Any]) -> bool:
-    return pod["status"].get("phase") not in ("Succeeded", "Failed")
+    """Should run: neither a completed Job pod nor one being deleted (the old
+    replica of a rolling update)."""
+    finished = pod["status"].get("phase") in ("Succeeded", "Failed")
+    return not finished and "deletionTimestamp" not in pod["metadata"]
 
 
 def ready() -> None:
