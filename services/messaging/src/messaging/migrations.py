@@ -13,7 +13,9 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from messaging.connections import database_ssl
 from messaging.settings import DatabaseSettings
+from messaging.startup import wait_for_login
 
 
 def upgrade(migrations: Path) -> None:
@@ -22,7 +24,11 @@ def upgrade(migrations: Path) -> None:
     command.upgrade(config, "head")
 
 
-def run_environment(metadata: MetaData, settings: DatabaseSettings) -> None:
+def run_environment(
+    metadata: MetaData, settings: DatabaseSettings, startup_timeout_s: float
+) -> None:
+    """Migrate, once the service's login and database exist (messaging.startup)."""
+
     def run(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=metadata)
         with context.begin_transaction():
@@ -31,8 +37,17 @@ def run_environment(metadata: MetaData, settings: DatabaseSettings) -> None:
     async def main() -> None:
         engine = create_async_engine(
             settings.database_dsn("postgresql+asyncpg"),
-            connect_args={"timeout": settings.database_connect_timeout_s},
+            connect_args={
+                "timeout": settings.database_connect_timeout_s,
+                "ssl": database_ssl(settings),
+            },
         )
+
+        async def connect() -> None:
+            async with engine.connect():
+                pass
+
+        await wait_for_login(connect, startup_timeout_s)
         async with engine.connect() as connection:
             await connection.run_sync(run)
             await connection.commit()

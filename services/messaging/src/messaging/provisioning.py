@@ -59,14 +59,22 @@ def unreachable(error: BaseException) -> bool:
     return isinstance(error, UNREACHABLE)
 
 
-async def until_reachable(what: str, step: Callable[[], Awaitable[None]], timeout_s: float) -> None:
+async def until_reachable(
+    what: str,
+    step: Callable[[], Awaitable[None]],
+    timeout_s: float,
+    retry_on: Callable[[BaseException], bool] = unreachable,
+) -> None:
+    """Run `step` until it succeeds, again after each error `retry_on` accepts,
+    within `timeout_s`; any other error, or the last one, is raised."""
+
     def waiting(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("%s: not reachable yet (%s); again in %.1f s", what, error, wait)
+        log.warning("%s: not there yet (%s); again in %.1f s", what, error, wait)
 
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception(unreachable),
+        retry=retry_if_exception(retry_on),
         stop=stop_after_delay(timeout_s),
         wait=wait_exponential_jitter(multiplier=0.5, max=10),
         before_sleep=waiting,

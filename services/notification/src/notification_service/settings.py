@@ -5,10 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from messaging.settings import DatabaseSettings, HttpSettings, RabbitMQSettings, TelemetrySettings
+from messaging.startup import StartupSettings
 
 
 class NotificationServiceSettings(
-    DatabaseSettings, RabbitMQSettings, TelemetrySettings, HttpSettings
+    DatabaseSettings, RabbitMQSettings, TelemetrySettings, HttpSettings, StartupSettings
 ):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

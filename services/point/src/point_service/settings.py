@@ -13,11 +13,17 @@ from messaging.settings import (
     RabbitMQSettings,
     TelemetrySettings,
 )
+from messaging.startup import StartupSettings
 from messaging.topology import POINT_SERVICE_GROUP
 
 
 class PointServiceSettings(
-    DatabaseSettings, KafkaSettings, RabbitMQSettings, TelemetrySettings, HttpSettings
+    DatabaseSettings,
+    KafkaSettings,
+    RabbitMQSettings,
+    TelemetrySettings,
+    HttpSettings,
+    StartupSettings,
 ):
     # The earning rule: points per whole unit of an order's total (rounded down).
     points_per_currency_unit: Decimal = Field(default=Decimal(1), ge=0)

@@ -30,6 +30,7 @@ from messaging.contracts.notifications import SendNotification
 from messaging.database import TRANSIENT_ERRORS, build_engine
 from messaging.deadletter import rabbit_dead_letter_queue
 from messaging.health import database_check, health_routes
+from messaging.startup import ProvisionedFastStream, rabbit_queues_exist
 from messaging.topology import (
     NOTIFICATION_RETRY_EXCHANGE,
     NOTIFICATION_SEND,
@@ -124,8 +125,10 @@ def create_app(
         mailer.close()
         await engine.dispose()
 
-    return AsgiFastStream(
+    return ProvisionedFastStream(
         rabbit,
+        topology=[(f"queue {queue}", rabbit_queues_exist(settings.rabbitmq_url(), [queue]))],
+        startup_timeout_s=settings.startup_timeout_s,
         logger=LOGGER,
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",

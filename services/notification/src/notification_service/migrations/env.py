@@ -4,4 +4,5 @@ from messaging.migrations import run_environment
 from notification_service.adapters.orm import metadata
 from notification_service.settings import NotificationServiceSettings
 
-run_environment(metadata, NotificationServiceSettings())
+settings = NotificationServiceSettings()
+run_environment(metadata, settings, settings.startup_timeout_s)

@@ -4,4 +4,5 @@ from messaging.migrations import run_environment
 from order_service.adapters.orm import metadata
 from order_service.settings import OrderServiceSettings
 
-run_environment(metadata, OrderServiceSettings())
+settings = OrderServiceSettings()
+run_environment(metadata, settings, settings.startup_timeout_s)

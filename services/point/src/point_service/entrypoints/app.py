@@ -19,6 +19,7 @@ import logging
 from datetime import UTC, datetime
 
 import pydantic
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy, Depends
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
@@ -53,6 +54,7 @@ from messaging.database import TRANSIENT_ERRORS, build_engine
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
 from messaging.health import database_check, health_routes
+from messaging.startup import ProvisionedFastStream, kafka_topics_exist, rabbit_queues_exist
 from messaging.topology import (
     NOTIFICATION_SEND,
     ORDERS,
@@ -214,9 +216,19 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     document_outbox(kafka, POINTS, PointsGranted)
     document_outbox(kafka, POINTS, PointsRevoked)
     document_outbox(rabbit, NOTIFICATION_SEND, SendNotification)
-    return AsgiFastStream(
+
+    def kafka_admin() -> AIOKafkaAdminClient:
+        return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+
+    consumed = [POINT_COMMANDS.routing_key, POINT_BALANCE.routing_key]
+    return ProvisionedFastStream(
         kafka,
         rabbit,
+        topology=[
+            ("kafka topic " + ORDERS.topic, kafka_topics_exist(kafka_admin, [ORDERS.topic])),
+            ("rabbitmq queues", rabbit_queues_exist(settings.rabbitmq_url(), consumed)),
+        ],
+        startup_timeout_s=settings.startup_timeout_s,
         logger=LOGGER,
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
