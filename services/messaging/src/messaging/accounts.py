@@ -16,16 +16,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationInfo, field_validator
 
+from messaging.connections import PostgresSsl, postgres_ssl, tls_context
 from messaging.provisioning import ProvisioningSettings, until_reachable
-from messaging.settings import SETTINGS_CONFIG
+from messaging.settings import (
+    SETTINGS_CONFIG,
+    PostgresSslMode,
+    existing_ca_file,
+    postgres_ca_file,
+    variable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,13 @@ class AccountsSettings(ProvisioningSettings):
     postgres_port: int = 5432
     postgres_admin_user: str
     postgres_admin_password: SecretStr
+    # As DATABASE_SSLMODE and DATABASE_SSLROOTCERT (messaging.settings).
+    postgres_sslmode: PostgresSslMode = "prefer"
+    postgres_sslrootcert: str = ""
+    # May be https://, verified against RABBITMQ_MANAGEMENT_SSL_CAFILE (empty:
+    # the system trust store).
     rabbitmq_management_url: str
+    rabbitmq_management_ssl_cafile: str = ""
     rabbitmq_admin_user: str
     rabbitmq_admin_password: SecretStr
     order_database_password: SecretStr
@@ -79,13 +93,40 @@ class AccountsSettings(ProvisioningSettings):
     point_rabbitmq_password: SecretStr
     notification_rabbitmq_password: SecretStr
 
+    @field_validator("postgres_sslrootcert")
+    @classmethod
+    def _postgres_ca(cls, value: str, info: ValidationInfo) -> str:
+        return postgres_ca_file(value, info, "postgres_sslmode")
+
+    @field_validator("rabbitmq_management_ssl_cafile")
+    @classmethod
+    def _management_ca(cls, value: str, info: ValidationInfo) -> str:
+        existing_ca_file(value, info)
+        url = info.data.get("rabbitmq_management_url")
+        if value and url is not None and not url.startswith("https://"):
+            raise ValueError(f"{variable(info)} is set but RABBITMQ_MANAGEMENT_URL is not https://")
+        return value
+
+    def postgres_ssl(self) -> PostgresSsl:
+        return postgres_ssl(self.postgres_sslmode, self.postgres_sslrootcert)
+
+    def management_tls(self) -> ssl.SSLContext:
+        return tls_context(self.rabbitmq_management_ssl_cafile)
+
     def passwords(self, kind: str) -> dict[str, str]:
         return {s: getattr(self, f"{s}_{kind}_password").get_secret_value() for s in SERVICES}
 
 
 async def provision_postgres(
-    host: str, port: int, admin_user: str, admin_password: str, passwords: Mapping[str, str]
+    host: str,
+    port: int,
+    admin_user: str,
+    admin_password: str,
+    passwords: Mapping[str, str],
+    ssl: PostgresSsl = "prefer",
 ) -> None:
+    """`ssl` as messaging.connections.postgres_ssl() gives it; `prefer` is
+    asyncpg's own default."""
     conn = await asyncpg.connect(
         host=host,
         port=port,
@@ -93,6 +134,7 @@ async def provision_postgres(
         password=admin_password,
         database="postgres",
         timeout=10,
+        ssl=ssl,
     )
     try:
         for service, password in passwords.items():
@@ -111,10 +153,15 @@ async def provision_postgres(
 
 
 async def provision_rabbitmq(
-    management_url: str, admin_user: str, admin_password: str, passwords: Mapping[str, str]
+    management_url: str,
+    admin_user: str,
+    admin_password: str,
+    passwords: Mapping[str, str],
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
+    """`verify`: the context an https:// management URL is verified with."""
     async with httpx.AsyncClient(
-        base_url=management_url, auth=(admin_user, admin_password), timeout=10
+        base_url=management_url, auth=(admin_user, admin_password), timeout=10, verify=verify
     ) as http:
         for service, password in passwords.items():
             user = {"password": password, "tags": ""}
@@ -146,6 +193,7 @@ async def provision(settings: AccountsSettings) -> None:
             settings.postgres_admin_user,
             settings.postgres_admin_password.get_secret_value(),
             settings.passwords("database"),
+            ssl=settings.postgres_ssl(),
         ),
         settings.provision_timeout_s,
     )
@@ -156,6 +204,7 @@ async def provision(settings: AccountsSettings) -> None:
             settings.rabbitmq_admin_user,
             settings.rabbitmq_admin_password.get_secret_value(),
             settings.passwords("rabbitmq"),
+            verify=settings.management_tls(),
         ),
         settings.provision_timeout_s,
     )

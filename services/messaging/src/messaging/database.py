@@ -7,6 +7,7 @@ import asyncpg
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from messaging.connections import database_ssl
 from messaging.settings import DatabaseSettings
 
 # The database (or the network to it) is down: a consumer retries the same
@@ -30,6 +31,7 @@ def build_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngi
         pool_pre_ping=True,
         connect_args={
             "timeout": settings.database_connect_timeout_s,
+            "ssl": database_ssl(settings),
             "command_timeout": settings.database_statement_timeout_s,
             "server_settings": {"application_name": application_name},
         },

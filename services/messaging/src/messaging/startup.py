@@ -19,6 +19,7 @@ then fails with the last error: the process exits non-zero
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -79,12 +80,17 @@ async def wait_for_login(connect: Check, timeout_s: float) -> None:
     await until_reachable("database login", connect, timeout_s, retry_on=not_provisioned)
 
 
-def rabbit_queues_exist(url: str, queues: Sequence[str], timeout_s: float = 10) -> Check:
+def rabbit_queues_exist(
+    url: str,
+    queues: Sequence[str],
+    timeout_s: float = 10,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Check:
     """A check that every queue exists, with the process's own RabbitMQ user
     (so its login and its rights are checked as well)."""
 
     async def check() -> None:
-        connection = await aio_pika.connect(url, timeout=timeout_s)
+        connection = await aio_pika.connect(url, timeout=timeout_s, ssl_context=ssl_context)
         try:
             for queue in queues:
                 # A failed passive declaration closes its channel: one each.

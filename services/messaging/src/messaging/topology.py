@@ -22,6 +22,7 @@ import aio_pika
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from messaging.connections import kafka_client_options, rabbitmq_ssl_context
 from messaging.envelope import KafkaTopic, RabbitRoute
 from messaging.provisioning import ProvisioningSettings, until_reachable
 from messaging.settings import SETTINGS_CONFIG, KafkaSettings, RabbitMQSettings
@@ -122,7 +123,7 @@ class ProvisionSettings(KafkaSettings, RabbitMQSettings, ProvisioningSettings):
 async def provision_kafka(
     settings: ProvisionSettings, topics: Sequence[TopicSpec] = TOPICS
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -152,7 +153,9 @@ async def provision_rabbitmq(
     exchanges: Sequence[str] = EXCHANGES,
     queues: Sequence[QueueSpec] = QUEUES,
 ) -> None:
-    connection = await aio_pika.connect(settings.rabbitmq_url(), timeout=10)
+    connection = await aio_pika.connect(
+        settings.rabbitmq_url(), timeout=10, ssl_context=rabbitmq_ssl_context(settings)
+    )
     async with connection:
         channel = await connection.channel()
         declared = {

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
 
-from messaging.settings import DatabaseSettings, HttpSettings, RabbitMQSettings, TelemetrySettings
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from messaging.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    RabbitMQSettings,
+    TelemetrySettings,
+    existing_ca_file,
+    variable,
+)
 from messaging.startup import StartupSettings
+
+SmtpSecurityMode = Literal["none", "starttls", "tls"]
 
 
 class NotificationServiceSettings(
@@ -15,8 +26,48 @@ class NotificationServiceSettings(
     smtp_port: int = 25
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     smtp_sender: str = "shop@example.com"
+    # none: plaintext (as before). starttls: upgrade after EHLO, required: a
+    # server that does not offer it gets nothing. tls: implicit TLS (SMTPS,
+    # port 465). Both verify the server against SMTP_SSL_CAFILE (empty: the
+    # system trust store).
+    smtp_security: SmtpSecurityMode = "none"
+    # AUTH only when a username is given, and only over TLS.
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_ssl_cafile: str = ""
     # Blocking SMTP sends run on this many threads, off the event loop.
     smtp_workers: int = Field(default=4, ge=1)
     # Unacknowledged deliveries per consumer: backpressure on a slow mail server.
     rabbitmq_prefetch: int = Field(default=10, ge=1)
     inbox_retention_days: float = Field(default=14, gt=0)
+
+    @field_validator("smtp_username")
+    @classmethod
+    def _login_over_tls(cls, value: str, info: ValidationInfo) -> str:
+        security = info.data.get("smtp_security")
+        if value and security == "none":
+            raise ValueError(
+                f"{variable(info)} is set but SMTP_SECURITY=none would send the password in "
+                "clear: use starttls or tls"
+            )
+        return value
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _password_with_username(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if "smtp_username" not in info.data:
+            return value
+        username = info.data["smtp_username"]
+        if username and not value.get_secret_value():
+            raise ValueError(f"{variable(info)} is required with SMTP_USERNAME")
+        if value.get_secret_value() and not username:
+            raise ValueError(f"{variable(info)} is set but SMTP_USERNAME is empty")
+        return value
+
+    @field_validator("smtp_ssl_cafile")
+    @classmethod
+    def _smtp_ca(cls, value: str, info: ValidationInfo) -> str:
+        existing_ca_file(value, info)
+        if value and info.data.get("smtp_security") == "none":
+            raise ValueError(f"{variable(info)} is set but SMTP_SECURITY=none")
+        return value

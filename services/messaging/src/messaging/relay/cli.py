@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from messaging.connections import database_ssl
 from messaging.relay.relay import OutboxRelay
 from messaging.relay.settings import RelaySettings
 from messaging.relay.store import OutboxStore
@@ -105,7 +106,9 @@ async def run(settings: RelaySettings) -> None:
 
 async def list_failures(settings: RelaySettings, limit: int) -> None:
     conn = await asyncpg.connect(
-        settings.database_dsn(), timeout=settings.database_connect_timeout_s
+        settings.database_dsn(),
+        timeout=settings.database_connect_timeout_s,
+        ssl=database_ssl(settings),
     )
     try:
         failures = await OutboxStore(settings.outbox_table).failures(conn, limit)
@@ -125,7 +128,9 @@ async def retry_failures(
     settings: RelaySettings, ids: Sequence[uuid.UUID], all_failed: bool
 ) -> int:
     conn = await asyncpg.connect(
-        settings.database_dsn(), timeout=settings.database_connect_timeout_s
+        settings.database_dsn(),
+        timeout=settings.database_connect_timeout_s,
+        ssl=database_ssl(settings),
     )
     try:
         redriven = await OutboxStore(settings.outbox_table).redrive(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -119,8 +120,9 @@ class PublishSpans:
 class KafkaPublisher:
     kind = "kafka"
 
-    def __init__(self, bootstrap_servers: str, timeout_s: float, linger_ms: int) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, client: Mapping[str, Any], timeout_s: float, linger_ms: int) -> None:
+        # aiokafka's connection arguments: messaging.connections.kafka_client_options().
+        self.client = dict(client)
         self.timeout_s = timeout_s
         self.linger_ms = linger_ms
         self.spans = PublishSpans("kafka")
@@ -135,7 +137,7 @@ class KafkaPublisher:
     async def _connect_once(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
+                **self.client,
                 acks="all",
                 # Broker-side de-duplication of producer retries; keeps per-partition order.
                 enable_idempotence=True,
@@ -245,9 +247,12 @@ class KafkaPublisher:
 class RabbitPublisher:
     kind = "rabbitmq"
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.ssl_context = ssl_context
         self.spans = PublishSpans("rabbitmq")
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
@@ -261,7 +266,9 @@ class RabbitPublisher:
     async def _open_once(self) -> aio_pika.abc.AbstractChannel:
         if self._connection is None or self._connection.is_closed:
             self._channel = None
-            self._connection = await aio_pika.connect(self.url, timeout=self.timeout_s)
+            self._connection = await aio_pika.connect(
+                self.url, timeout=self.timeout_s, ssl_context=self.ssl_context
+            )
         if self._channel is None or self._channel.is_closed:
             self._exchanges = {}
             self._channel = await self._connection.channel(

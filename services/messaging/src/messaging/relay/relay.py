@@ -31,6 +31,11 @@ from datetime import UTC, datetime
 import asyncpg
 
 from messaging.backoff import full_jitter
+from messaging.connections import (
+    database_ssl,
+    kafka_client_options,
+    rabbitmq_ssl_context,
+)
 from messaging.outbox.schema import notify_channel
 from messaging.relay import metrics
 from messaging.relay.publishers import (
@@ -59,11 +64,15 @@ DATABASE_ERRORS = (*DATABASE_UNAVAILABLE, asyncpg.PostgresError)
 def default_publishers(settings: RelaySettings) -> dict[str, Publisher]:
     return {
         "kafka": KafkaPublisher(
-            settings.kafka_bootstrap_servers,
+            kafka_client_options(settings),
             settings.relay_publish_timeout_s,
             settings.relay_kafka_linger_ms,
         ),
-        "rabbitmq": RabbitPublisher(settings.rabbitmq_url(), settings.relay_publish_timeout_s),
+        "rabbitmq": RabbitPublisher(
+            settings.rabbitmq_url(),
+            settings.relay_publish_timeout_s,
+            ssl_context=rabbitmq_ssl_context(settings),
+        ),
     }
 
 
@@ -158,6 +167,7 @@ class OutboxRelay:
                 min_size=1,
                 max_size=self.s.relay_concurrency + 1,
                 timeout=self.s.database_connect_timeout_s,
+                ssl=database_ssl(self.s),
                 command_timeout=self.s.database_statement_timeout_s,
                 server_settings={
                     "application_name": f"outbox-relay:{self.s.outbox_table}",
@@ -182,7 +192,9 @@ class OutboxRelay:
             )
         if self._listener is None or self._listener.is_closed():
             self._listener = await asyncpg.connect(
-                self.s.database_dsn(), timeout=self.s.database_connect_timeout_s
+                self.s.database_dsn(),
+                timeout=self.s.database_connect_timeout_s,
+                ssl=database_ssl(self.s),
             )
             await self._listener.add_listener(
                 notify_channel(self.s.outbox_table), lambda *_: self._wake_all()

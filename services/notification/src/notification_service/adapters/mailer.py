@@ -7,13 +7,20 @@ every send is awaited, and every exception it carries is caught, classified
 (temporary: retry later; permanent: park the message), counted in
 `notification_smtp_failures_total` and handed back to the caller as one of
 two typed errors. Nothing fails silently.
+
+With SMTP_SECURITY=starttls a server that does not offer STARTTLS gets no
+mail (a temporary failure: the message is retried, then parked), and neither
+does one whose certificate does not verify: nothing is sent in clear that
+was meant to be encrypted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import smtplib
+import ssl
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -21,7 +28,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Histogram
 
+from messaging.connections import tls_context
 from messaging.contracts.notifications import SendNotification
+from notification_service.settings import NotificationServiceSettings, SmtpSecurityMode
 
 TRACER = trace.get_tracer(__name__)
 SMTP_FAILURES = Counter(
@@ -50,9 +59,42 @@ class PermanentDeliveryError(DeliveryError):
     """Retrying cannot help: the server answered 5xx (e.g. recipient refused)."""
 
 
+class StartTlsUnavailableError(smtplib.SMTPException):
+    """STARTTLS is required and the server does not offer it."""
+
+
+@dataclass(frozen=True)
+class SmtpSecurity:
+    """How to talk to the mail server: `mode` none, starttls or tls (implicit,
+    SMTPS); AUTH when `username` is given."""
+
+    mode: SmtpSecurityMode = "none"
+    username: str = ""
+    password: str = ""
+    context: ssl.SSLContext | None = None
+
+
+def smtp_security(settings: NotificationServiceSettings) -> SmtpSecurity:
+    return SmtpSecurity(
+        mode=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        context=None if settings.smtp_security == "none" else tls_context(settings.smtp_ssl_cafile),
+    )
+
+
 class SmtpMailer:
-    def __init__(self, host: str, port: int, timeout_s: float, sender: str, workers: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_s: float,
+        sender: str,
+        workers: int,
+        security: SmtpSecurity | None = None,
+    ) -> None:
         self.host, self.port, self.timeout_s, self.sender = host, port, timeout_s, sender
+        self.security = security or SmtpSecurity()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp")
 
     def close(self) -> None:
@@ -73,8 +115,25 @@ class SmtpMailer:
         mail.set_content(command.body)
         return mail
 
+    def _connect(self) -> smtplib.SMTP:
+        if self.security.mode == "tls":
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout_s, context=self.security.context
+            )
+        return smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+
     def _send_blocking(self, mail: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+        with self._connect() as smtp:
+            if self.security.mode == "starttls":
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    raise StartTlsUnavailableError(
+                        f"{self.host}:{self.port} does not offer STARTTLS; not sending in clear"
+                    )
+                smtp.starttls(context=self.security.context)
+                smtp.ehlo()
+            if self.security.username:
+                smtp.login(self.security.username, self.security.password)
             smtp.send_message(mail)
 
     async def send(self, message_id: str, command: SendNotification) -> None:
@@ -98,9 +157,15 @@ class SmtpMailer:
             try:
                 # Awaiting the future is what brings the thread's exception here.
                 await loop.run_in_executor(self.pool, self._send_blocking, mail)
+            except smtplib.SMTPAuthenticationError as exc:
+                # The mail server refuses our login: every message would fail
+                # alike until the credentials are fixed, none is at fault.
+                error: DeliveryError = TemporaryDeliveryError(
+                    f"SMTP login refused: {exc.smtp_code} {exc.smtp_error!r}"
+                )
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = [code for code, _ in exc.recipients.values()]
-                error: DeliveryError = (
+                error = (
                     PermanentDeliveryError(f"recipient refused: {exc.recipients}")
                     if all(code >= 500 for code in codes)
                     else TemporaryDeliveryError(f"recipient deferred: {exc.recipients}")

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from messaging.connections import rabbitmq_security, rabbitmq_ssl_context
 from messaging.consumer import DeadLetterPolicy, Envelope, PoisonMessageError, envelope
 from messaging.contracts.notifications import SendNotification
 from messaging.database import TRANSIENT_ERRORS, build_engine
@@ -36,7 +37,7 @@ from messaging.topology import (
     NOTIFICATION_SEND,
     notification_retry_queue,
 )
-from notification_service.adapters.mailer import SmtpMailer
+from notification_service.adapters.mailer import SmtpMailer, smtp_security
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
 
@@ -55,9 +56,11 @@ def create_app(
         settings.smtp_timeout_s,
         settings.smtp_sender,
         settings.smtp_workers,
+        security=smtp_security(settings),
     )
     rabbit = RabbitBroker(
         settings.rabbitmq_url(),
+        security=rabbitmq_security(settings),
         logger=LOGGER,
         log_level=logging.DEBUG,
         middlewares=[
@@ -127,7 +130,14 @@ def create_app(
 
     return ProvisionedFastStream(
         rabbit,
-        topology=[(f"queue {queue}", rabbit_queues_exist(settings.rabbitmq_url(), [queue]))],
+        topology=[
+            (
+                f"queue {queue}",
+                rabbit_queues_exist(
+                    settings.rabbitmq_url(), [queue], ssl_context=rabbitmq_ssl_context(settings)
+                ),
+            )
+        ],
         startup_timeout_s=settings.startup_timeout_s,
         logger=LOGGER,
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),

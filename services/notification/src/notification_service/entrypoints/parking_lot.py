@@ -10,6 +10,7 @@ from __future__ import annotations
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from messaging.connections import rabbitmq_ssl_context
 from messaging.topology import COMMANDS_EXCHANGE, NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
 from notification_service.settings import NotificationServiceSettings
 
@@ -36,7 +37,9 @@ def _text(value: object) -> str:
 
 
 async def list_parked(settings: NotificationServiceSettings) -> None:
-    connection = await aio_pika.connect(settings.rabbitmq_url(), timeout=10)
+    connection = await aio_pika.connect(
+        settings.rabbitmq_url(), timeout=10, ssl_context=rabbitmq_ssl_context(settings)
+    )
     async with connection:
         channel = await connection.channel()
         parked = await _all_parked(channel)
@@ -50,7 +53,9 @@ async def list_parked(settings: NotificationServiceSettings) -> None:
 async def redrive(
     settings: NotificationServiceSettings, ids: list[str], *, everything: bool
 ) -> int:
-    connection = await aio_pika.connect(settings.rabbitmq_url(), timeout=10)
+    connection = await aio_pika.connect(
+        settings.rabbitmq_url(), timeout=10, ssl_context=rabbitmq_ssl_context(settings)
+    )
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await channel.get_exchange(COMMANDS_EXCHANGE)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from faststream.security import BaseSecurity
 from prometheus_client import Counter, Histogram
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -48,10 +49,11 @@ class Unavailable:
 
 
 class PointsClient:
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, security: BaseSecurity | None = None) -> None:
         self.timeout_s = timeout_s
         self.broker = RabbitBroker(
             url,
+            security=security,
             logger=logging.getLogger("order_service.faststream"),
             log_level=logging.DEBUG,
             middlewares=[RabbitTelemetryMiddleware()],

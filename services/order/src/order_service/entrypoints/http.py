@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
+from messaging.connections import rabbitmq_security
 from messaging.contracts.points import PointBalance
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
@@ -147,7 +148,11 @@ Uow = Annotated[UnitOfWork, Depends(unit_of_work)]
 def create_app(settings: OrderServiceSettings) -> FastAPI:
     engine = build_engine(settings, settings.otel_service_name)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    points = PointsClient(settings.rabbitmq_url(), settings.points_request_timeout_s)
+    points = PointsClient(
+        settings.rabbitmq_url(),
+        settings.points_request_timeout_s,
+        security=rabbitmq_security(settings),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

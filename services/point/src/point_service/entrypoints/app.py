@@ -34,6 +34,12 @@ from prometheus_client import REGISTRY, Histogram
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.asyncapi import document_outbox
+from messaging.connections import (
+    kafka_client_options,
+    kafka_security,
+    rabbitmq_security,
+    rabbitmq_ssl_context,
+)
 from messaging.consumer import (
     DeadLetterPolicy,
     Envelope,
@@ -100,6 +106,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
 
     kafka = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=kafka_security(settings),
         acks="all",
         enable_idempotence=True,
         logger=LOGGER,
@@ -111,6 +118,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     )
     rabbit = RabbitBroker(
         settings.rabbitmq_url(),
+        security=rabbitmq_security(settings),
         logger=LOGGER,
         log_level=logging.DEBUG,
         middlewares=[
@@ -218,7 +226,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     document_outbox(rabbit, NOTIFICATION_SEND, SendNotification)
 
     def kafka_admin() -> AIOKafkaAdminClient:
-        return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        return AIOKafkaAdminClient(**kafka_client_options(settings))
 
     consumed = [POINT_COMMANDS.routing_key, POINT_BALANCE.routing_key]
     return ProvisionedFastStream(
@@ -226,7 +234,14 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         rabbit,
         topology=[
             ("kafka topic " + ORDERS.topic, kafka_topics_exist(kafka_admin, [ORDERS.topic])),
-            ("rabbitmq queues", rabbit_queues_exist(settings.rabbitmq_url(), consumed)),
+            (
+                "rabbitmq queues",
+                rabbit_queues_exist(
+                    settings.rabbitmq_url(),
+                    consumed,
+                    ssl_context=rabbitmq_ssl_context(settings),
+                ),
+            ),
         ],
         startup_timeout_s=settings.startup_timeout_s,
         logger=LOGGER,

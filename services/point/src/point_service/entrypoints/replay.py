@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from messaging.connections import kafka_client_options
 from messaging.consumer import Envelope, PoisonMessageError
 from messaging.contracts.orders import OrderCancelled, OrderPlaced
 from messaging.database import build_engine
@@ -47,7 +48,7 @@ async def replay_into(
     """Apply every retained `orders` event; return (applied, skipped as poison)."""
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_client_options(settings),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
