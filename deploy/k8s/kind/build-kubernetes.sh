@@ -11,7 +11,7 @@ for c in "${COMMANDS[@]}"; do [[ -x $KUBE_BIN/$c ]] || missing=1; done
 ((missing)) || { log "kubernetes $KUBERNETES_VERSION binaries cached"; exit 0; }
 
 need_disk_gb 12 "compiling Kubernetes"
-log "compiling kubernetes $KUBERNETES_VERSION (${COMMANDS[*]}; first time only, about 15-20 min)"
+log "compiling kubernetes $KUBERNETES_VERSION (${COMMANDS[*]}; first time only: 6-8 min on 2 cores)"
 started=$SECONDS
 src=$KIND_CACHE/build/kubernetes-$KUBERNETES_VERSION
 module=$(go_module_dir "k8s.io/kubernetes@$KUBERNETES_VERSION") || fail "cannot download module k8s.io/kubernetes@$KUBERNETES_VERSION"
