@@ -28,6 +28,7 @@ import argparse
 import difflib
 import filecmp
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate
+import values_table
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +54,7 @@ VALUE_SETS: dict[str, list[str]] = {
         "-f",
         str(HERE / "values-local-images.yaml"),
         "--set",
-        "images.pullPolicy=Never",
+        "image.pullPolicy=Never",
     ],
 }
 TOOLS = ROOT / ".tools" / "bin"
@@ -88,13 +90,19 @@ def documents(text: str) -> list[dict[str, Any]]:
 
 
 def masked(text: str) -> str:
-    """The rendering with generated secret values replaced (they are random)."""
+    """The rendering with generated secret values replaced (they are random),
+    and what is derived from them: the pods' checksum/secret annotations and
+    the digest in the provisioning Job's name."""
     out = []
     for doc in documents(text):
         if doc["kind"] == "Secret":
             doc["data"] = dict.fromkeys(doc.get("data", {}), "<generated>")
+        annotations = doc.get("spec", {}).get("template", {}).get("metadata", {})
+        annotations = annotations.get("annotations", {})
+        if "checksum/secret" in annotations:
+            annotations["checksum/secret"] = "<digest of generated secrets>"
         out.append(yaml.safe_dump(doc, sort_keys=True))
-    return "---\n".join(out)
+    return re.sub(r"-provision-[0-9a-f]{8}\b", "-provision-<digest>", "---\n".join(out))
 
 
 def strict(schema: dict[str, Any]) -> dict[str, Any]:
@@ -253,6 +261,11 @@ def main() -> int:
             before = path.read_text().splitlines() if path.exists() else []
             diff = difflib.unified_diff(before, rendered.splitlines(), str(path), "rendered", n=1)
             problems.append(f"{label}: rendering differs from {path.name}:\n" + "\n".join(diff))
+    if args.update_golden:
+        values_table.update()
+    elif values_table.stale():
+        golden += 1
+        problems.append(f"{values_table.README.relative_to(ROOT)}: values table stale")
     for problem in problems:
         print(problem)
     print(

@@ -133,7 +133,12 @@ def test_the_local_images_are_tagged_with_the_versions_they_are_built_from() -> 
     values = yaml.safe_load((ROOT / "deploy/helm/values-local-images.yaml").read_text())
     v = pinned_versions()
     suite = v["DEBIAN_SUITE"]
-    assert {name: block["image"] for name, block in values.items() if "image" in block} == {
+    images = {
+        name: f"{block['image']['repository']}:{block['image']['tag']}"
+        for name, block in values.items()
+        if "image" in block
+    }
+    assert images == {
         "kafka": f"reference/kafka:{v['KAFKA_VERSION']}",
         "jaeger": f"reference/jaeger:{v['JAEGER_VERSION']}",
         "mailpit": f"reference/mailpit:{v['MAILPIT_VERSION']}",
@@ -141,6 +146,14 @@ def test_the_local_images_are_tagged_with_the_versions_they_are_built_from() -> 
         "postgresql": f"reference/postgresql:15-{suite}",
         "prometheus": f"reference/prometheus:{suite}",
     }
+
+
+def test_the_chart_installs_the_kafka_the_local_stack_runs() -> None:
+    """The public image of the default install is the Kafka release whose jars
+    the local stack runs and tests (RabbitMQ and PostgreSQL: the integration
+    test tests/integration/test_versions.py asks the running servers)."""
+    values = yaml.safe_load((ROOT / "deploy/helm/reference-system/values.yaml").read_text())
+    assert values["kafka"]["image"]["tag"] == pinned_versions()["KAFKA_VERSION"]
 
 
 def test_the_local_images_path_pulls_nothing_and_runs_each_image_as_its_user() -> None:

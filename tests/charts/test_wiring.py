@@ -39,7 +39,7 @@ VALUES = {
     # What the kind path installs on a machine without a registry (make kind-up).
     "local-images": [
         "-f", str(ROOT / "deploy/helm/values-local-images.yaml"),
-        "--set", "images.pullPolicy=Never",
+        "--set", "image.pullPolicy=Never",
     ],
 }  # fmt: skip
 
@@ -306,12 +306,13 @@ def test_every_object_a_pod_uses_is_rendered(variant: list[str]) -> None:
     """A pod that mounts a ConfigMap the release does not render never starts."""
     rendered = render_with(variant)
     objects = {(d["kind"], d["metadata"]["name"]): d for d in rendered}
-    # A Secret the user supplies (credentials.existingSecret) is not rendered.
-    external = (
-        {("Secret", yaml.safe_load(Path(variant[1]).read_text())["credentials"]["existingSecret"])}
-        if variant[:1] == ["-f"]
-        else set()
-    )
+    # What the user supplies is not rendered: credentials.existingSecret and
+    # the CA bundle of tls.caBundle.
+    external = set()
+    if variant[:1] == ["-f"]:
+        values = yaml.safe_load(Path(variant[1]).read_text())
+        external.add(("Secret", values["credentials"]["existingSecret"]))
+        external.add(("ConfigMap", values["tls"]["caBundle"]["configMap"]))
     for pod, spec in pod_specs(rendered):
         for kind, name, key in referenced_objects(spec):
             if (kind, name) in external:

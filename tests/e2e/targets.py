@@ -21,14 +21,19 @@ mailpit.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 from stackctl.components import LocalStack
 from stackctl.control import build, start
+
+CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "kind" / "cluster.sh"
 
 COMPONENTS = (
     "kafka",
@@ -181,17 +186,98 @@ class KindTarget:
             self.kubectl("delete", "pod", "-l", self.selector(name), "--grace-period=0", "--force")
         )
 
+    async def upgrade(self, *helm_args: str, image_tag: str | None = None) -> None:
+        """helm upgrade --wait of the release as installed, plus these
+        arguments; with image_tag, to the system's images tagged anew."""
+        tag = ["--image-tag", image_tag] if image_tag else []
+        await run(["bash", str(CLUSTER_SCRIPT), "upgrade", *tag, *helm_args], timeout_s=600)
+
+    async def pods(self) -> dict[str, str]:
+        """uid -> component (app.kubernetes.io/name) of the release's pods
+        that run or start (not completed Jobs, not pods being deleted)."""
+        listing = await output(
+            self.kubectl(
+                "get", "pods", "-l", f"app.kubernetes.io/instance={self.release}",
+                "-o", "json",
+            )
+        )  # fmt: skip
+        return {
+            p["metadata"]["uid"]: p["metadata"]["labels"]["app.kubernetes.io/name"]
+            for p in json.loads(listing)["items"]
+            if not p["metadata"].get("deletionTimestamp")
+            and p["status"].get("phase") in ("Running", "Pending")
+        }
+
+    async def traffic_during(
+        self, work: Awaitable[None], tag: str, rate_per_s: float
+    ) -> tuple[list[dict[str, str]], list[str]]:
+        """Orders placed from a pod in the cluster, through order-service's
+        Service (as real clients reach it, not through a port-forward), at a
+        steady rate while `work` runs: (orders accepted, requests that
+        failed). The client does not retry: a refused or failed request
+        counts as failed."""
+        pod = f"e2e-traffic-{uuid.uuid4().hex[:8]}"
+        script = (
+            "import json, os, time, uuid, httpx\n"
+            "api = httpx.Client(base_url=os.environ['ORDER_API'], timeout=10)\n"
+            "started, n = time.monotonic(), 0\n"
+            "while not os.path.exists('/tmp/stop') and time.monotonic() - started < 600:\n"
+            f"    customer = 'e2e-{tag}-' + uuid.uuid4().hex[:10]\n"
+            "    order = {'customer_id': customer, 'customer_email': customer + '@example.com',\n"
+            "             'currency': 'EUR',\n"
+            "             'items': [{'sku': 'sku-e2e', 'quantity': 1, 'unit_price': '10.00'}]}\n"
+            "    try:\n"
+            "        r = api.post('/orders', json=order)\n"
+            "        line = ({'id': r.json()['id'], 'customer_id': customer,\n"
+            "                 'created_at': r.json()['created_at']} if r.status_code == 201\n"
+            "                else {'failed': f'{r.status_code} {r.text[:200]}'})\n"
+            "    except httpx.HTTPError as e:\n"
+            "        line = {'failed': repr(e)}\n"
+            "    print(json.dumps(line), flush=True)\n"
+            "    n += 1\n"
+            f"    time.sleep(max(0.0, started + n / {rate_per_s} - time.monotonic()))\n"
+        )
+        image = await self.image_of("order-service")
+        await run(
+            self.kubectl(
+                "run", pod, "--restart=Never", f"--image={image}", "--image-pull-policy=Never",
+                f"--env=ORDER_API=http://{self.release}-order-service:8080",
+                "--command", "--", "python", "-c", script,
+            )
+        )  # fmt: skip
+        try:
+            await run(self.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=120s"))
+            await work
+            await run(self.kubectl("exec", pod, "--", "python", "-c", "open('/tmp/stop', 'w')"))
+            await run(
+                self.kubectl(
+                    "wait", "--for=jsonpath={.status.phase}=Succeeded", f"pod/{pod}",
+                    "--timeout=60s",
+                )
+            )  # fmt: skip
+            lines = (await output(self.kubectl("logs", pod))).splitlines()
+        finally:
+            await run(self.kubectl("delete", "pod", pod, "--wait=false"))
+        results = [json.loads(line) for line in lines if line.startswith("{")]
+        return (
+            [r for r in results if "failed" not in r],
+            [r["failed"] for r in results if "failed" in r],
+        )
+
+    async def image_of(self, service: str) -> str:
+        return await output(
+            self.kubectl(
+                "get", f"deployment/{self.release}-{service}",
+                "-o", "jsonpath={.spec.template.spec.containers[0].image}",
+            )
+        )  # fmt: skip
+
     async def connects(self, labels: dict[str, str], host: str, port: int) -> bool:
         """Whether a new pod of the release's namespace with these labels can
         open a TCP connection to host:port (through the NetworkPolicies)
         within 15 s: a new pod's first connections are refused until the
         node's policy controller has seen its address (about a second)."""
-        image = await output(
-            self.kubectl(
-                "get", f"deployment/{self.release}-order-service",
-                "-o", "jsonpath={.spec.template.spec.containers[0].image}",
-            )
-        )  # fmt: skip
+        image = await self.image_of("order-service")
         probe = (
             "import socket, sys, time\n"
             "deadline = time.monotonic() + 15\n"

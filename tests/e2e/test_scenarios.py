@@ -14,13 +14,14 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from messaging.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
 from tests.e2e.faults import rerouted
-from tests.e2e.system import Injected, System, check_invariants
+from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget
 from tests.support import kafka
 
@@ -242,3 +243,61 @@ async def test_8_network_policies_admit_only_the_declared_clients(
     client = {f"reference-system/client-of-{component}": "true"}
     assert await target.connects(client, host, port), f"a declared client reaches {host}:{port}"
     assert not await target.connects({}, host, port), f"any other pod is refused {host}:{port}"
+
+
+INFRASTRUCTURE = {"kafka", "rabbitmq", "postgresql", "prometheus", "jaeger", "mailpit"}
+SERVICES = {"order-service", "point-service", "notification-service"}
+
+
+def by_component(pods: dict[str, str]) -> dict[str, set[str]]:
+    grouped: dict[str, set[str]] = {}
+    for uid, component in pods.items():
+        grouped.setdefault(component, set()).add(uid)
+    return grouped
+
+
+async def test_9_a_helm_upgrade_to_new_images_under_traffic_loses_nothing(
+    system: System, target: Target
+) -> None:
+    """`helm upgrade --wait` to newly tagged images while orders arrive
+    through order-service's Service from inside the cluster: no request is
+    refused or fails, every order flows, every service pod is replaced and no
+    infrastructure pod restarts."""
+    if not isinstance(target, KindTarget):
+        pytest.skip("a Helm upgrade of the release: kind only")
+    before = by_component(await target.pods())
+    tag = f"upgrade-{uuid.uuid4().hex[:6]}"
+    accepted, failed = await target.traffic_during(
+        target.upgrade(image_tag=tag), "upgrade", rate_per_s=4
+    )
+    after = by_component(await target.pods())
+    assert failed == [], f"{len(failed)} requests failed during the upgrade: {failed[:3]}"
+    assert len(accepted) > 40, "the traffic spanned the upgrade"
+    for component in INFRASTRUCTURE & before.keys():
+        assert after[component] == before[component], f"{component} was restarted"
+    for component in SERVICES:
+        assert not after[component] & before[component], f"{component} kept an old pod"
+        assert (await target.image_of(component)).endswith(f":{tag}")
+    orders = [
+        PlacedOrder(o["id"], o["customer_id"], f"{o['customer_id']}@example.com", 10,
+                    datetime.fromisoformat(o["created_at"]))
+        for o in accepted
+    ]  # fmt: skip
+    report = await check_invariants(system, orders, timeout_s=300)
+    assert report.ok, str(report)
+
+
+async def test_10_a_configuration_change_rolls_exactly_the_pods_that_read_it(
+    target: Target,
+) -> None:
+    if not isinstance(target, KindTarget):
+        pytest.skip("a Helm upgrade of the release: kind only")
+    before = by_component(await target.pods())
+    # A value the release has not had yet: a change, whatever ran before.
+    timeout = f"0.3{time.time_ns() % 10**6}"
+    await target.upgrade(
+        "--set-string", f"services.order-service.env.POINTS_REQUEST_TIMEOUT_S={timeout}"
+    )
+    after = by_component(await target.pods())
+    rolled = {c for c in before.keys() | after.keys() if before.get(c) != after.get(c)}
+    assert rolled == {"order-service"}

@@ -4,6 +4,11 @@
 #   cluster.sh e2e    tests/e2e against the release (deploy/k8s/kind-e2e.sh)
 #   cluster.sh down   delete the cluster, stop the engine, check the host is as found
 #   cluster.sh test   up, e2e, down, then one summary line
+#   cluster.sh upgrade [--image-tag TAG] [helm args]
+#                     helm upgrade --wait of the release with the values it
+#                     has plus the arguments; --image-tag first tags the
+#                     system's images TAG and loads them (the e2e upgrade
+#                     scenarios use it)
 # Every step says what failed in one line; `up` leaves a failed cluster for
 # inspection (with the pods' state in $KIND_CACHE/diagnostics), `test` always
 # tears down.
@@ -77,17 +82,13 @@ up() {
   log "loading ${#images[@]} images into the node"
   kind load docker-image --name "$CLUSTER" "${images[@]}" >"$RUN_DIR/kind-load.log" 2>&1 \
     || { tail -5 "$RUN_DIR/kind-load.log" >&2; fail "kind load docker-image (log: $RUN_DIR/kind-load.log)"; }
-  # No --wait: Helm would wait for the services before running the post-install
-  # provisioning hook that creates the logins they wait for (deploy/k8s/README.md).
-  log "helm upgrade --install $RELEASE (the provisioning hook runs once the infrastructure answers)"
+  # --wait with Helm's default timeout (5 min): every workload ready and the
+  # provisioning Job complete. Provisioning is a regular Job, not a hook, so
+  # nothing waits for something that runs only after the wait.
+  log "helm upgrade --install $RELEASE --wait"
   helm upgrade --install "$RELEASE" "$REPO_ROOT/deploy/helm/reference-system" --namespace "$NAMESPACE" \
-    --create-namespace "${HELM_VALUES[@]}" --timeout 15m >"$RUN_DIR/helm-install.log" 2>&1 \
-    || { tail -5 "$RUN_DIR/helm-install.log" >&2; diagnose; fail "helm upgrade --install (log: $RUN_DIR/helm-install.log)"; }
-  log "waiting for every workload to be ready"
-  for workload in $(kubectl -n "$NAMESPACE" get deployments,statefulsets -o name); do
-    kubectl -n "$NAMESPACE" rollout status "$workload" --timeout=10m >/dev/null \
-      || { diagnose; fail "$workload not ready after 10 min"; }
-  done
+    --create-namespace "${HELM_VALUES[@]}" --wait >"$RUN_DIR/helm-install.log" 2>&1 \
+    || { tail -5 "$RUN_DIR/helm-install.log" >&2; diagnose; fail "helm upgrade --install --wait (log: $RUN_DIR/helm-install.log)"; }
   read -r ready total < <(pods ready)
   ((ready == total)) || { diagnose; fail "pods ready: $ready of $total"; }
   local up_s=$((SECONDS - started))
@@ -108,6 +109,25 @@ node_memory() {
 e2e() {
   cluster_exists || fail "no cluster $CLUSTER: run make kind-up first"
   PATH=$(dirname "$KUBECTL"):$PATH bash "$REPO_ROOT/deploy/k8s/kind-e2e.sh" "$@"
+}
+
+# -- upgrade -----------------------------------------------------------------
+upgrade() {
+  cluster_exists || fail "no cluster $CLUSTER: run make kind-up first"
+  local images=() target
+  if [[ ${1:-} == --image-tag ]]; then
+    for target in $APP_IMAGES; do
+      $DOCKER tag "reference/$target:$IMAGE_TAG" "reference/$target:$2" || fail "image reference/$target:$IMAGE_TAG missing"
+      images+=("reference/$target:$2")
+    done
+    kind load docker-image --name "$CLUSTER" "${images[@]}" >"$RUN_DIR/kind-load-$2.log" 2>&1 \
+      || fail "kind load of the $2 images (log: $RUN_DIR/kind-load-$2.log)"
+    set -- --set "image.tag=$2" "${@:3}"
+  fi
+  # The values the release has, plus the arguments.
+  helm upgrade "$RELEASE" "$REPO_ROOT/deploy/helm/reference-system" --namespace "$NAMESPACE" \
+    --reuse-values "$@" --wait >"$RUN_DIR/helm-upgrade.log" 2>&1 \
+    || { tail -5 "$RUN_DIR/helm-upgrade.log" >&2; fail "helm upgrade --wait (log: $RUN_DIR/helm-upgrade.log)"; }
 }
 
 # -- down --------------------------------------------------------------------
@@ -138,8 +158,7 @@ test_all() {
   read -r passed ran skipped <<<"$counts"
   # Container restarts of the release's pods present at the end (a scenario
   # that scales a workload to 0 starts it with new pods), each listed with how
-  # its last run ended: the scenarios stop each relay once on purpose; a
-  # migration retries until the provisioning hook has made its login.
+  # its last run ended: the scenarios stop each relay once on purpose.
   restarts_n=$(pods restarts)
   [[ $skipped == 0 ]] || log "e2e: $skipped scenario(s) skipped on kind, each with its reason in its marker"
   trap - EXIT
@@ -153,5 +172,6 @@ case ${1:-} in
   e2e) shift; e2e "$@" ;;
   down) down ;;
   test) test_all ;;
-  *) echo "usage: $0 up|e2e|down|test" >&2; exit 2 ;;
+  upgrade) shift; upgrade "$@" ;;
+  *) echo "usage: $0 up|e2e|down|test|upgrade" >&2; exit 2 ;;
 esac

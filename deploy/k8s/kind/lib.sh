@@ -65,7 +65,7 @@ fi
 # The system's own images: the targets of deploy/docker/Dockerfile (mk/charts.mk).
 : "${APP_IMAGES:=$(sed -nE 's/^IMAGES[[:space:]]*:=[[:space:]]*(.*)$/\1/p' "$REPO_ROOT/mk/charts.mk")}"
 # What the release is installed with.
-HELM_VALUES=(--set "images.tag=$IMAGE_TAG" --set images.pullPolicy=Never)
+HELM_VALUES=(--set "image.tag=$IMAGE_TAG" --set image.pullPolicy=Never)
 [[ $KIND_IMAGES == public ]] || HELM_VALUES=(-f "$REPO_ROOT/deploy/helm/values-local-images.yaml" "${HELM_VALUES[@]}")
 # kubectl: the one built with the node's Kubernetes (local), else the PATH's.
 if [[ -x $KUBE_BIN/kubectl ]]; then KUBECTL=$KUBE_BIN/kubectl; else KUBECTL=kubectl; fi

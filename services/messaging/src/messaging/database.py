@@ -27,6 +27,7 @@ def build_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngi
     return create_async_engine(
         settings.database_dsn("postgresql+asyncpg"),
         pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_connect_timeout_s,
         pool_pre_ping=True,
         connect_args={

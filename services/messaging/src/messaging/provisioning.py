@@ -1,7 +1,7 @@
 """Provisioning steps that wait for their dependency, within a bound.
 
 `provision-accounts` and `provision-topology` run while the infrastructure is
-still starting (the chart's post-install hook, `make up`), and on Kubernetes a
+still starting (the chart's provisioning Job, `make up`), and on Kubernetes a
 new pod's first connections may be refused until the node's NetworkPolicy
 controller has seen its address (measured on kind: about a second). Each step
 is idempotent, so it is retried whole on a connection failure, with jittered

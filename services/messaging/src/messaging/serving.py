@@ -29,7 +29,7 @@ class ExitWhenTheAppStops:
     that does not exist yet), it reports `lifespan.shutdown.failed`, which
     uvicorn only logs: the process would go on answering /health/live with no
     consumer running, and nothing would ever restart it (found on kind, where
-    the services start while the provisioning hook is still creating their
+    the services started while provisioning was still creating their
     RabbitMQ users). Here uvicorn is told to exit instead, and `serve` exits
     non-zero, so that the process's supervisor (the kubelet, supervisord)
     starts it again. uvicorn has no option for this, hence the wrapper.

@@ -73,7 +73,10 @@ class DatabaseSettings(BaseSettings):
     # A down database must fail a request fast, not hang it.
     database_connect_timeout_s: float = Field(default=3.0, gt=0)
     database_statement_timeout_s: float = Field(default=10.0, gt=0)
+    # At most pool size + max overflow connections per process: the chart
+    # sums them over every replica against PostgreSQL's max_connections.
     database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
     # TLS, with libpq's modes. `prefer` is what asyncpg (and libpq) do when told
     # nothing: TLS if the server offers it, unverified, else plaintext. So the
     # default changes nothing on the wire; it protects against nothing either,

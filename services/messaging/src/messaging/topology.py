@@ -2,7 +2,7 @@
 and the idempotent provisioning of them (``provision-topology``).
 
 The local stack runs provisioning after the brokers are ready; the Helm chart
-runs the same command in a hook Job. Services never create topology on the fly
+runs the same command in its provisioning Job. Services never create topology on the fly
 (Kafka's automatic topic creation is off), so a typo is an error, not a new
 topic.
 """
