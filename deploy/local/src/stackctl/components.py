@@ -8,6 +8,7 @@ Components are plain data; supervisord runs them (see supervisor.py) and
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import pwd
 import secrets
@@ -185,10 +186,16 @@ class LocalStack:
 
     def rabbitmq_environment(self) -> dict[str, str]:
         base = self.s.state_dir / "rabbitmq"
+        # Erlang distribution listens on every interface unless told otherwise,
+        # whatever rabbitmq.conf says; the CLI tools (rabbitmqctl through
+        # `stackctl exec rabbitmq`) start a distribution listener of their own.
+        loopback_dist = f"-kernel inet_dist_use_interface {_erlang_ip(self.s.host)}"
         return {
             "HOME": str(base / "home"),
             "RABBITMQ_NODENAME": "stack@localhost",
             "RABBITMQ_DIST_PORT": str(self.s.rabbitmq_dist_port),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_dist,
+            "RABBITMQ_CTL_ERL_ARGS": loopback_dist,
             "ERL_EPMD_PORT": str(self.s.epmd_port),
             "ERL_EPMD_ADDRESS": self.s.host,
             "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
@@ -417,6 +424,12 @@ class LocalStack:
             needs={str(binary): MAKE_TOOLS},
             priority=30,
         )
+
+
+def _erlang_ip(address: str) -> str:
+    """An IPv4 address as an Erlang tuple: 127.0.0.1 -> {127,0,0,1}. (The stack's
+    host is IPv4: Kafka's listeners and every URL are written for it.)"""
+    return "{" + ",".join(map(str, ipaddress.IPv4Address(address).packed)) + "}"
 
 
 def _give_to_user(path: Path, user: str) -> None:

@@ -140,6 +140,10 @@ class Supervisor:
         for name in added + changed:
             proxy.supervisor.addProcessGroup(name)
 
+    def daemon_pid(self) -> int:
+        """supervisord's own process id."""
+        return cast(int, self._proxy().supervisor.getPID())
+
     def processes(self) -> dict[str, ProcessInfo]:
         infos = self._proxy().supervisor.getAllProcessInfo()
         return {
