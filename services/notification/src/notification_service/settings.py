@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
+from messaging.inbox.retention import InboxRetentionSettings
 from messaging.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -20,7 +21,12 @@ SmtpSecurityMode = Literal["none", "starttls", "tls"]
 
 
 class NotificationServiceSettings(
-    DatabaseSettings, RabbitMQSettings, TelemetrySettings, HttpSettings, StartupSettings
+    DatabaseSettings,
+    RabbitMQSettings,
+    TelemetrySettings,
+    HttpSettings,
+    StartupSettings,
+    InboxRetentionSettings,
 ):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -39,7 +45,6 @@ class NotificationServiceSettings(
     smtp_workers: int = Field(default=4, ge=1)
     # Unacknowledged deliveries per consumer: backpressure on a slow mail server.
     rabbitmq_prefetch: int = Field(default=10, ge=1)
-    inbox_retention_days: float = Field(default=14, gt=0)
 
     @field_validator("smtp_username")
     @classmethod

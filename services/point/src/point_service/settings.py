@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
+from messaging.inbox.retention import InboxRetentionSettings
 from messaging.settings import (
     DatabaseSettings,
     HttpSettings,
@@ -24,6 +25,7 @@ class PointServiceSettings(
     TelemetrySettings,
     HttpSettings,
     StartupSettings,
+    InboxRetentionSettings,
 ):
     # The earning rule: points per whole unit of an order's total (rounded down).
     points_per_currency_unit: Decimal = Field(default=Decimal(1), ge=0)
@@ -32,5 +34,3 @@ class PointServiceSettings(
     rabbitmq_prefetch: int = Field(default=20, ge=1)
     # Attempts of a failing (non-transient) message before it is dead-lettered.
     consumer_max_attempts: int = Field(default=5, ge=1)
-    # Inbox ids are kept this long: longer than Kafka's retention of `orders`.
-    inbox_retention_days: float = Field(default=14, gt=0)

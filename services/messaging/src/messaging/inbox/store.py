@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Table, delete, func, text
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,8 @@ async def first_delivery(
 ) -> bool:
     """True the first time this consumer sees the message. Call it in the same
     transaction as the effect: if the transaction rolls back, so does the
-    record, and the redelivery is processed again."""
+    record, and the redelivery is processed again. A copy that comes after the
+    id was purged (messaging.inbox.retention) is taken for a first delivery."""
     result = await session.execute(
         insert(table)
         .values(consumer=consumer, message_id=message_id, message_type=message_type)
@@ -22,14 +23,3 @@ async def first_delivery(
         .returning(table.c.message_id)
     )
     return result.first() is not None
-
-
-async def purge_older_than(session: AsyncSession, table: Table, days: float) -> int:
-    """Forget ids older than the dedup window (it must exceed the longest time a
-    message can be redelivered after, e.g. the broker's retention)."""
-    result = await session.execute(
-        delete(table).where(
-            table.c.received_at < func.now() - text(f"interval '{float(days)} days'")
-        )
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ from messaging.contracts.notifications import SendNotification
 from messaging.database import TRANSIENT_ERRORS, build_engine
 from messaging.deadletter import rabbit_dead_letter_queue
 from messaging.health import database_check, health_routes
+from messaging.inbox.retention import inbox_retention
 from messaging.startup import ProvisionedFastStream, rabbit_queues_exist
 from messaging.topology import (
     NOTIFICATION_RETRY_EXCHANGE,
@@ -38,6 +39,7 @@ from messaging.topology import (
     notification_retry_queue,
 )
 from notification_service.adapters.mailer import SmtpMailer, smtp_security
+from notification_service.adapters.orm import inbox
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
 
@@ -123,6 +125,7 @@ def create_app(
             await park(message, "undeliverable", outcome.reason)
 
     broker_checks = [lambda: rabbit.ping(2)]
+    retention = inbox_retention(sessions, inbox, settings)
 
     async def dispose() -> None:
         mailer.close()
@@ -142,6 +145,8 @@ def create_app(
         logger=LOGGER,
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
+        after_startup=[retention.start],
+        on_shutdown=[retention.stop],
         after_shutdown=[dispose],
         specification=AsyncAPI(
             rabbit,

@@ -46,7 +46,8 @@ order_lines = Table(
     Column("unit_price", Numeric(12, 2), nullable=False),
 )
 
-# Idempotency-Key of POST /orders: the first request's fingerprint and response.
+# Idempotency-Key of POST /orders: the first request's fingerprint and response,
+# kept for IDEMPOTENCY_KEY_RETENTION_HOURS.
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
@@ -55,6 +56,8 @@ idempotency_keys = Table(
     Column("status_code", SmallInteger),
     Column("response", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Retention: expired keys are purged oldest first (messaging.inbox.retention).
+    Index("idempotency_keys_created_at", "created_at"),
 )
 
 outbox = outbox_table(metadata, "outbox")

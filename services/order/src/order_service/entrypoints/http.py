@@ -33,6 +33,7 @@ from messaging.contracts.points import PointBalance
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
 from order_service.adapters.points_client import PointsClient
+from order_service.adapters.retention import idempotency_key_retention
 from order_service.domain.model import Line, Order
 from order_service.service_layer import handlers
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -154,10 +155,14 @@ def create_app(settings: OrderServiceSettings) -> FastAPI:
         security=rabbitmq_security(settings),
     )
 
+    retention = idempotency_key_retention(sessions, settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         points.start()
+        await retention.start()
         yield
+        await retention.stop()
         await points.stop()
         await engine.dispose()
 
@@ -165,7 +170,10 @@ def create_app(settings: OrderServiceSettings) -> FastAPI:
         title="order-service",
         version="1",
         description="Places and cancels orders; emits OrderPlaced/OrderCancelled events and "
-        "SendNotification commands through its transactional outbox.",
+        "SendNotification commands through its transactional outbox. An Idempotency-Key "
+        f"on POST /orders is remembered for {settings.idempotency_key_retention_hours:g} hours "
+        "after its first request: a retry within that window returns the first response, a "
+        "retry after it places a new order.",
         lifespan=lifespan,
     )
 

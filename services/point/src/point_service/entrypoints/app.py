@@ -60,6 +60,7 @@ from messaging.database import TRANSIENT_ERRORS, build_engine
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
 from messaging.health import database_check, health_routes
+from messaging.inbox.retention import inbox_retention
 from messaging.startup import ProvisionedFastStream, kafka_topics_exist, rabbit_queues_exist
 from messaging.topology import (
     NOTIFICATION_SEND,
@@ -69,6 +70,7 @@ from messaging.topology import (
     POINT_COMMANDS,
     POINTS,
 )
+from point_service.adapters.orm import inbox
 from point_service.domain.model import InsufficientPointsError
 from point_service.entrypoints.lag import LagReporter
 from point_service.service_layer import handlers
@@ -216,6 +218,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
 
     broker_checks = [lambda: kafka.ping(2), lambda: rabbit.ping(2)]
     lag = LagReporter(orders, settings.consumer_group)
+    retention = inbox_retention(sessions, inbox, settings)
 
     async def dispose() -> None:
         await lag.stop()
@@ -247,7 +250,8 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         logger=LOGGER,
         asgi_routes=health_routes([database_check(sessions), *broker_checks]),
         asyncapi_path="/asyncapi",
-        after_startup=[lag.start],
+        after_startup=[lag.start, retention.start],
+        on_shutdown=[retention.stop],
         after_shutdown=[dispose],
         specification=AsyncAPI(
             kafka,
