@@ -298,6 +298,9 @@ def rabbitmq_server(workdir: Path, pki: Pki, ports: dict[str, int]) -> list[Serv
         "HOME": str(base / "home"),
         "RABBITMQ_NODENAME": f"tls{ports['amqps']}@localhost",
         "RABBITMQ_DIST_PORT": str(ports["dist"]),
+        # Erlang distribution on loopback too, as the local stack's node.
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         "ERL_EPMD_PORT": str(ports["epmd"]),
         "ERL_EPMD_ADDRESS": HOST,
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),

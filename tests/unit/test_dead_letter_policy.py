@@ -40,7 +40,7 @@ class Harness:
             DeadLetterPolicy(
                 source=SOURCE,
                 sink=kafka_dead_letter_topic(broker, DLT, GROUP),
-                transient=(TransientError,),
+                transient=lambda exc: isinstance(exc, TransientError),
                 backoff_base_s=0.001,
                 backoff_max_s=0.002,
                 **policy,

@@ -131,7 +131,9 @@ class DeadLetterPolicy:
 
     source: str
     sink: DeadLetterSink
-    transient: tuple[type[BaseException], ...]
+    # Whether an error means a dependency is unavailable (retry in place):
+    # messaging.database.unavailable for the services.
+    transient: Callable[[BaseException], bool]
     max_attempts: int = 5
     backoff_base_s: float = 0.2
     backoff_max_s: float = 30.0
@@ -169,15 +171,17 @@ class _DeadLetterMiddleware(BaseMiddleware):
             except p.poison as exc:
                 await self._dead_letter(msg, "poison", f"{type(exc).__name__}: {exc}")
                 return None
-            except p.transient as exc:
-                # A dependency is down: wait and retry the same message; never give
-                # up on it (it is not the message's fault) and never skip ahead.
-                outages += 1
-                RETRIED.labels(p.source, "transient").inc()
-                delay = full_jitter(outages, p.backoff_base_s, p.backoff_max_s)
-                log.warning("transient failure (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
             except Exception as exc:
+                if p.transient(exc):
+                    # A dependency is down: wait and retry the same message; never
+                    # give up on it (it is not the message's fault) and never skip
+                    # ahead.
+                    outages += 1
+                    RETRIED.labels(p.source, "transient").inc()
+                    delay = full_jitter(outages, p.backoff_base_s, p.backoff_max_s)
+                    log.warning("transient failure (%r); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
                 failures += 1
                 if failures >= p.max_attempts:
                     reason = f"failed {failures} times; last: {type(exc).__name__}: {exc}"

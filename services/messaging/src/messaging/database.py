@@ -10,17 +10,40 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from messaging.connections import database_ssl
 from messaging.settings import DatabaseSettings
 
-# The database (or the network to it) is down: a consumer retries the same
-# message in place instead of dead-lettering it (messaging.consumer).
-TRANSIENT_ERRORS = (
+# The database (or the network to it) is unavailable. This is the one
+# definition: the API answers 503 with Retry-After (order-service), a consumer
+# retries the same message in place instead of dead-lettering it
+# (messaging.consumer), the relay waits and reconnects (messaging.relay),
+# provisioning and start-up wait (messaging.provisioning, messaging.startup).
+# A server that is starting or stopping counts: asyncpg raises
+# CannotConnectNowError ("the database system is not yet accepting
+# connections") and AdminShutdownError as OperatorInterventionError, which
+# SQLAlchemy wraps in a plain DBAPIError, so the causes are looked at too.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
 )
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database is unavailable (retry later), as
+    opposed to a bug or bad data (retrying cannot help)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TRANSIENT_ERRORS):
+            return True
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        current = current.__cause__ or (orig if isinstance(orig, BaseException) else None)
+    return False
 
 
 def build_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngine:

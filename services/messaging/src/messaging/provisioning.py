@@ -27,7 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from messaging.database import TRANSIENT_ERRORS
+from messaging.database import unavailable
 from messaging.settings import SETTINGS_CONFIG
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ class ProvisioningSettings(BaseSettings):
     provision_timeout_s: float = Field(default=300, gt=0)
 
 
+# The brokers and the management API, beside the database (unavailable).
 UNREACHABLE = (
-    *TRANSIENT_ERRORS,
     httpx.TransportError,
     aiormq.exceptions.AMQPConnectionError,
     KafkaConnectionError,
@@ -56,7 +56,7 @@ def unreachable(error: BaseException) -> bool:
     that answers 5xx while it starts (RabbitMQ's management API does)."""
     if isinstance(error, httpx.HTTPStatusError):
         return error.response.status_code >= 500
-    return isinstance(error, UNREACHABLE)
+    return unavailable(error) or isinstance(error, UNREACHABLE)
 
 
 async def until_reachable(

@@ -201,3 +201,6 @@ class HttpSettings(BaseSettings):
     # The process's HTTP port: API (services), health and /metrics (all).
     http_host: str = "0.0.0.0"  # noqa: S104 - containers listen on all interfaces
     http_port: int = 8080
+    # A larger request body is answered 413 before it is read (an order of
+    # 100 lines is about 20 KB).
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)

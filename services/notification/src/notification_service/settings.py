@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from messaging.inbox.retention import InboxRetentionSettings
 from messaging.settings import (
@@ -45,6 +45,18 @@ class NotificationServiceSettings(
     smtp_workers: int = Field(default=4, ge=1)
     # Unacknowledged deliveries per consumer: backpressure on a slow mail server.
     rabbitmq_prefetch: int = Field(default=10, ge=1)
+    # The delivery history (deliveries) is kept this long, and a command
+    # already delivered within it is a duplicate even after its inbox row is
+    # gone: longer than INBOX_RETENTION_DAYS.
+    delivery_history_retention_days: float = Field(default=90, gt=0)
+
+    @model_validator(mode="after")
+    def _history_outlives_the_inbox(self) -> NotificationServiceSettings:
+        if self.delivery_history_retention_days < self.inbox_retention_days:
+            raise ValueError(
+                "DELIVERY_HISTORY_RETENTION_DAYS must be at least INBOX_RETENTION_DAYS"
+            )
+        return self
 
     @field_validator("smtp_username")
     @classmethod

@@ -36,6 +36,7 @@ from messaging.connections import (
     kafka_client_options,
     rabbitmq_ssl_context,
 )
+from messaging.database import TRANSIENT_ERRORS, unavailable
 from messaging.outbox.schema import notify_channel
 from messaging.relay import metrics
 from messaging.relay.publishers import (
@@ -50,15 +51,9 @@ from messaging.relay.store import OutboxRow, OutboxStore, Retry
 
 log = logging.getLogger(__name__)
 
-# The database cannot be reached: wait and reconnect.
-DATABASE_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
-DATABASE_ERRORS = (*DATABASE_UNAVAILABLE, asyncpg.PostgresError)
+# What the relay's loop catches; of those, messaging.database.unavailable ones
+# mean wait and reconnect.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 
 
 def default_publishers(settings: RelaySettings) -> dict[str, Publisher]:
@@ -140,7 +135,7 @@ class OutboxRelay:
                 metrics.DATABASE_ERRORS.inc()
                 self._database_failures += 1
                 delay = full_jitter(self._database_failures, 0.5, 10)
-                if isinstance(exc, DATABASE_UNAVAILABLE):
+                if unavailable(exc):
                     log.warning("outbox database unavailable (%r); retry in %.1fs", exc, delay)
                 else:
                     log.exception("outbox query failed; retry in %.1fs", delay)

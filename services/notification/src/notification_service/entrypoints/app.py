@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import pydantic
 from faststream import AckPolicy, Depends
@@ -28,10 +29,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from messaging.connections import rabbitmq_security, rabbitmq_ssl_context
 from messaging.consumer import DeadLetterPolicy, Envelope, PoisonMessageError, envelope
 from messaging.contracts.notifications import SendNotification
-from messaging.database import TRANSIENT_ERRORS, build_engine
+from messaging.database import build_engine, unavailable
 from messaging.deadletter import rabbit_dead_letter_queue
 from messaging.health import database_check, health_routes
-from messaging.inbox.retention import inbox_retention
+from messaging.inbox.retention import Retention, RetentionTask
 from messaging.startup import ProvisionedFastStream, rabbit_queues_exist
 from messaging.topology import (
     NOTIFICATION_RETRY_EXCHANGE,
@@ -39,7 +40,7 @@ from messaging.topology import (
     notification_retry_queue,
 )
 from notification_service.adapters.mailer import SmtpMailer, smtp_security
-from notification_service.adapters.orm import inbox
+from notification_service.adapters.orm import deliveries, inbox
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
 
@@ -78,7 +79,7 @@ def create_app(
         DeadLetterPolicy(
             source=queue,
             sink=park,
-            transient=TRANSIENT_ERRORS,
+            transient=unavailable,
             poison=(PoisonMessageError, pydantic.ValidationError, json.JSONDecodeError),
         )
     )
@@ -125,7 +126,21 @@ def create_app(
             await park(message, "undeliverable", outcome.reason)
 
     broker_checks = [lambda: rabbit.ping(2)]
-    retention = inbox_retention(sessions, inbox, settings)
+    # The inbox, and the delivery history, which outlives it (handlers.deliver
+    # treats a command in either as delivered).
+    retention = RetentionTask(
+        sessions,
+        [
+            Retention(inbox, "received_at", timedelta(days=settings.inbox_retention_days)),
+            Retention(
+                deliveries,
+                "delivered_at",
+                timedelta(days=settings.delivery_history_retention_days),
+            ),
+        ],
+        settings.inbox_purge_interval_s,
+        settings.inbox_purge_batch_size,
+    )
 
     async def dispose() -> None:
         mailer.close()

@@ -56,7 +56,7 @@ from messaging.contracts.points import (
     PointsGranted,
     PointsRevoked,
 )
-from messaging.database import TRANSIENT_ERRORS, build_engine
+from messaging.database import build_engine, unavailable
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
 from messaging.health import database_check, health_routes
@@ -137,7 +137,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
             sink=kafka_dead_letter_topic(
                 kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group
             ),
-            transient=TRANSIENT_ERRORS,
+            transient=unavailable,
             poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
             max_attempts=settings.consumer_max_attempts,
         )
@@ -146,7 +146,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         DeadLetterPolicy(
             source=POINT_COMMANDS.routing_key,
             sink=rabbit_dead_letter_queue(rabbit, POINT_COMMANDS.routing_key),
-            transient=TRANSIENT_ERRORS,
+            transient=unavailable,
             poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
             max_attempts=settings.consumer_max_attempts,
             applies=lambda msg: msg.raw_message.routing_key == POINT_COMMANDS.routing_key,
