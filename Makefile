@@ -131,8 +131,8 @@ typecheck: venv ## mypy (strict) on the project's code
 	@$(RUN) mypy
 
 ##@ Tests
-.PHONY: test test-unit test-integration test-e2e
-test: lint typecheck asyncapi-check observability-check charts-check test-unit up test-integration test-e2e verify-observability ## The full suite: static checks, unit, integration, end-to-end and observability against the real local stack
+.PHONY: test test-unit test-integration test-e2e test-fuzz
+test: lint typecheck asyncapi-check observability-check charts-check test-unit up test-integration test-e2e test-fuzz verify-observability ## The full suite: static checks, unit, integration, end-to-end, fuzzing and observability against the real local stack
 
 test-unit: venv ## Unit tests (no stack needed)
 	@$(RUN) pytest tests/unit
@@ -144,7 +144,13 @@ E2E_TARGET ?= local
 test-e2e: ## End-to-end scenarios against E2E_TARGET (local: the running stack; kind: see make kind-e2e)
 	@E2E_TARGET=$(E2E_TARGET) $(RUN) pytest tests/e2e
 
-.PHONY: chaos
+test-fuzz: ## CI-sized fuzzing against the running stack: HTTP requests to order-service, malformed messages to every consumer
+	@$(RUN) pytest tests/fuzz
+
+.PHONY: chaos fuzz
+fuzz: up ## HTTP and message fuzzing, >= FUZZ_HTTP_CASES requests and FUZZ_MESSAGES messages (1000, 500; FUZZ_SEED=N to replay)
+	@$(RUN) python -m tests.fuzz.run
+
 chaos: up ## Soak: 20,000 orders under a random fault schedule, then the invariant checker (SEED=N to replay)
 	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.e2e.chaos $(if $(SEED),--seed $(SEED))
 

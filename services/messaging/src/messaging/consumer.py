@@ -10,17 +10,23 @@ cannot be processed.
   place with capped exponential backoff, so the partition or queue keeps its
   order and nothing spins; any other failure is retried a few times and then
   dead-lettered. Either way the consumer moves on.
+- ``parse_kafka_record``, ``parse_rabbit_message``: the brokers' parsers,
+  tolerant of headers that are not text, so that every message reaches the
+  policy: what FastStream does before it (parsing, the tracing middleware)
+  must not fail on a message's content, or the message is redelivered for
+  ever or skipped without a trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 from faststream import BaseMiddleware, Context, StreamMessage
@@ -30,6 +36,10 @@ from prometheus_client import Counter
 
 from messaging.backoff import full_jitter
 from messaging.envelope import CAUSATION_ID, CORRELATION_ID, SCHEMA_VERSION, MessageContext
+
+if TYPE_CHECKING:
+    from aio_pika import IncomingMessage
+    from aiokafka import ConsumerRecord
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +85,7 @@ class Envelope:
         for name, value in headers.items():
             lower = name.lower()
             if lower.startswith(("ce_", "ce-")):
-                attributes[lower[3:]] = value.decode() if isinstance(value, bytes) else str(value)
+                attributes[lower[3:]] = _text(name, value)
         missing = [a for a in REQUIRED if not attributes.get(a)]
         if missing:
             raise PoisonMessageError(f"not a CloudEvent: missing {', '.join(missing)}")
@@ -107,6 +117,15 @@ class Envelope:
         return MessageContext(self.correlation_id, causation_id=str(self.id))
 
 
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, bytes):  # an AMQP long string that is not UTF-8
+        try:
+            return value.decode()
+        except UnicodeDecodeError as exc:
+            raise PoisonMessageError(f"CloudEvents attribute {name} is not UTF-8") from exc
+    return str(value)
+
+
 def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008
     """FastStream dependency: the validated envelope of the message being handled."""
     return Envelope.from_headers(message.headers)
@@ -124,6 +143,16 @@ def has_type(*types: str) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:
 
 DeadLetterSink = Callable[[StreamMessage[Any], str, str], Awaitable[None]]
 
+# A message that cannot be read as the contract: not a CloudEvent, a body that
+# is not JSON or not text (UnicodeDecodeError: a text content type over bytes
+# that are not UTF-8), or not the contract's shape.
+UNREADABLE: tuple[type[BaseException], ...] = (
+    PoisonMessageError,
+    pydantic.ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+
 
 @dataclass
 class DeadLetterPolicy:
@@ -137,7 +166,7 @@ class DeadLetterPolicy:
     max_attempts: int = 5
     backoff_base_s: float = 0.2
     backoff_max_s: float = 30.0
-    poison: tuple[type[BaseException], ...] = (PoisonMessageError, pydantic.ValidationError)
+    poison: tuple[type[BaseException], ...] = UNREADABLE
     # Which messages of the broker this policy covers (a broker-level middleware
     # sees every subscriber's messages; request/reply queues answer instead).
     applies: Callable[[StreamMessage[Any]], bool] = lambda _: True
@@ -197,3 +226,46 @@ class _DeadLetterMiddleware(BaseMiddleware):
         )
         await self.policy.sink(msg, kind, reason[:1000])
         DEAD_LETTERED.labels(self.policy.source, kind).inc()
+
+
+# W3C trace context and baggage: read by the tracing middleware, which runs
+# before the dead-letter policy and fails on a value that is not text.
+TRACE_CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
+Parse = Callable[[Any], Awaitable[StreamMessage[Any]]]
+
+
+async def parse_kafka_record(record: ConsumerRecord[Any, Any], parse: Parse) -> StreamMessage[Any]:
+    """FastStream's Kafka parser, for header values that are not UTF-8 or are
+    null (Kafka allows both): read with replacement characters, null as empty.
+    FastStream's own parser raises on them before any middleware sees the
+    message, which would then be neither processed nor dead-lettered, and
+    skipped by the next commit. Read this way, a garbled CloudEvents attribute
+    fails the envelope check and the message is dead-lettered as poison."""
+    if any(value is None or not _is_utf8(value) for _key, value in record.headers):
+        record.headers = tuple(
+            (key, b"" if value is None else value.decode(errors="replace").encode())
+            for key, value in record.headers
+        )
+    return await parse(record)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def parse_rabbit_message(message: IncomingMessage, parse: Parse) -> StreamMessage[Any]:
+    """FastStream's RabbitMQ parser, without trace-context headers that are not
+    text (AMQP headers may be numbers, lists, tables, bytes): OpenTelemetry's
+    propagators raise on them in the tracing middleware, outside the
+    dead-letter policy, and the message would be requeued for ever."""
+    parsed = await parse(message)
+    headers = parsed.headers
+    if any(not isinstance(headers.get(h, ""), str) for h in TRACE_CONTEXT_HEADERS):
+        parsed.headers = {
+            k: v for k, v in headers.items() if k not in TRACE_CONTEXT_HEADERS or isinstance(v, str)
+        }
+    return parsed

@@ -1,13 +1,19 @@
 """Where dead letters go: a Kafka dead-letter topic per consumer group, or a
 RabbitMQ dead-letter queue per command queue. The original message is kept
 byte for byte, with the reason and its original coordinates in headers, so
-that it can be inspected and re-driven."""
+that it can be inspected and re-driven.
+
+One exception: a Kafka record that fits the topic it came from but not, with
+the dead-letter headers added, the dead-letter topic is dead-lettered
+without its body and original headers; its coordinates say where to read it
+while the source topic retains it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from faststream import StreamMessage
 from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker
@@ -40,9 +46,23 @@ def kafka_dead_letter_topic(broker: KafkaBroker, topic: str, group: str) -> Dead
                 "x-consumer-group": group,
             }
         )
-        await broker.publish(msg.body, topic=topic, key=record.key, headers=headers)
+        try:
+            await broker.publish(msg.body, topic=topic, key=record.key, headers=headers)
+        except MessageSizeTooLargeError:
+            # Failing here would rewind to the message and fail again, for ever.
+            kept = {k: v for k, v in headers.items() if k.startswith("x-") or k in IDENTITY}
+            kept = {k: v[:200] for k, v in kept.items()}
+            kept["x-dead-letter-body-omitted"] = (
+                f"{len(msg.body)} bytes: too large for {topic} with these headers;"
+                " the original is at x-original-topic/partition/offset"
+            )
+            await broker.publish(b"", topic=topic, key=record.key, headers=kept)
 
     return sink
+
+
+# Kept when a dead letter must go without its original headers.
+IDENTITY = ("ce_id", "ce_type", "ce_source")
 
 
 def rabbit_dead_letter_queue(broker: RabbitBroker, queue: str) -> DeadLetterSink:

@@ -11,11 +11,9 @@ permanent SMTP failure or a malformed message, it goes to the parking lot.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
-import pydantic
 from faststream import AckPolicy, Depends
 from faststream.asgi import AsgiFastStream
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
@@ -27,7 +25,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.connections import rabbitmq_security, rabbitmq_ssl_context
-from messaging.consumer import DeadLetterPolicy, Envelope, PoisonMessageError, envelope
+from messaging.consumer import (
+    DeadLetterPolicy,
+    Envelope,
+    PoisonMessageError,
+    envelope,
+    parse_rabbit_message,
+)
 from messaging.contracts.notifications import SendNotification
 from messaging.database import build_engine, unavailable
 from messaging.deadletter import rabbit_dead_letter_queue
@@ -48,6 +52,18 @@ LOGGER = logging.getLogger("notification_service.faststream")
 ATTEMPT_HEADER = "x-delivery-attempt"
 
 
+def delivery_attempt(value: object) -> int:
+    """The attempt a message is at, from its header: set by this service, so
+    anything but 1 to MAX_ATTEMPTS is a forgery or a bug, poison before any
+    mail is sent."""
+    attempt = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.isdigit():
+        attempt = int(value)
+    if attempt is None or not 1 <= attempt <= handlers.MAX_ATTEMPTS:
+        raise PoisonMessageError(f"{ATTEMPT_HEADER} is {value!r}, not 1 to {handlers.MAX_ATTEMPTS}")
+    return attempt
+
+
 def create_app(
     settings: NotificationServiceSettings, tracer_provider: TracerProvider
 ) -> AsgiFastStream:
@@ -64,6 +80,7 @@ def create_app(
     rabbit = RabbitBroker(
         settings.rabbitmq_url(),
         security=rabbitmq_security(settings),
+        parser=parse_rabbit_message,
         logger=LOGGER,
         log_level=logging.DEBUG,
         middlewares=[
@@ -80,7 +97,6 @@ def create_app(
             source=queue,
             sink=park,
             transient=unavailable,
-            poison=(PoisonMessageError, pydantic.ValidationError, json.JSONDecodeError),
         )
     )
 
@@ -88,6 +104,10 @@ def create_app(
         RabbitQueue(queue, durable=True, declare=False),
         channel=Channel(prefetch_count=settings.rabbitmq_prefetch),
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A command gets no answer: a reply_to is ignored (this service may not
+        # publish to the default exchange; a refused reply would requeue the
+        # command for ever).
+        no_reply=True,
         title=queue,
         description="SendNotification: deliver one e-mail; acked once delivered.",
     )
@@ -102,7 +122,7 @@ def create_app(
             or env.schema_version != SendNotification.SCHEMA_VERSION
         ):
             raise PoisonMessageError(f"{queue} takes {SendNotification.TYPE} v1, not {env.type}")
-        attempt = int(message.headers.get(ATTEMPT_HEADER, 1))
+        attempt = delivery_attempt(message.headers.get(ATTEMPT_HEADER, 1))
         outcome = await handlers.deliver(body, env, attempt, sessions, mailer)
         if isinstance(outcome, handlers.RetryLater):
             raw = message.raw_message

@@ -1,11 +1,15 @@
-"""Delivering one SendNotification: deduplicate, send, record.
+"""Delivering one SendNotification: deduplicate, record, send, commit.
 
-The mail goes out before the delivery is recorded (both inside one
+The mail goes out before the delivery record commits (both inside one
 transaction that holds a lock on the message id): if the process dies in
 between, the redelivered command sends the mail again (at-least-once; the
 mail's Message-ID is the command id, the same on every resend, so that mail
 stores and clients show the duplicate once).
-Recording first and sending after would instead lose mail on such a crash.
+Committing first and sending after would instead lose mail on such a crash.
+The record is written, uncommitted, before the mail goes out: a value the
+database refuses (a NUL character, an attempt count beyond its column) fails
+the delivery before anything is sent, not after the send, when each retry
+would mail again.
 
 A live process never sends twice: the send-and-record is shielded from
 cancellation. aiormq cancels a channel's in-flight handler tasks when the
@@ -163,30 +167,45 @@ async def _deliver(
     # One delivery per message id, even for two copies handled at the same time
     # (prefetch lets several run concurrently): the transaction-scoped advisory
     # lock on the id makes a concurrent copy wait, then find the first one's record.
-    async with sessions.begin() as session:
-        await session.execute(select(func.pg_advisory_xact_lock(lock_key(envelope.id))))
-        if await already_delivered(session, envelope):
-            DUPLICATES.labels(CONSUMER).inc()
-            return Duplicate()
-        try:
-            await mailer.send(str(envelope.id), command)
-        except PermanentDeliveryError as exc:
-            return Park(f"permanent SMTP failure: {exc.reason}")
-        except TemporaryDeliveryError as exc:
-            if attempt >= MAX_ATTEMPTS:
-                return Park(f"still failing after {attempt} attempts: {exc.reason}")
-            return RetryLater(attempt + 1, exc.reason)
-        await first_delivery(session, inbox, CONSUMER, envelope.id, envelope.type)
-        await session.execute(
-            insert(deliveries).values(
-                message_id=envelope.id,
-                kind=command.kind.value,
-                recipient=command.recipient,
-                subject=command.subject,
-                attempts=attempt,
+    try:
+        async with sessions.begin() as session:
+            await session.execute(select(func.pg_advisory_xact_lock(lock_key(envelope.id))))
+            if await already_delivered(session, envelope):
+                DUPLICATES.labels(CONSUMER).inc()
+                return Duplicate()
+            await first_delivery(session, inbox, CONSUMER, envelope.id, envelope.type)
+            await session.execute(
+                insert(deliveries).values(
+                    message_id=envelope.id,
+                    kind=command.kind.value,
+                    recipient=command.recipient,
+                    subject=command.subject,
+                    attempts=attempt,
+                )
             )
-        )
+            try:
+                await mailer.send(str(envelope.id), command)
+            except PermanentDeliveryError as exc:
+                raise _NotSentError(Park(f"permanent SMTP failure: {exc.reason}")) from exc
+            except TemporaryDeliveryError as exc:
+                if attempt >= MAX_ATTEMPTS:
+                    later: Park | RetryLater = Park(
+                        f"still failing after {attempt} attempts: {exc.reason}"
+                    )
+                else:
+                    later = RetryLater(attempt + 1, exc.reason)
+                raise _NotSentError(later) from exc
+    except _NotSentError as not_sent:
+        return not_sent.outcome
     return Delivered()
+
+
+class _NotSentError(Exception):
+    """The mail did not go out: the delivery's record is rolled back."""
+
+    def __init__(self, outcome: Park | RetryLater) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 def lock_key(message_id: uuid.UUID) -> int:

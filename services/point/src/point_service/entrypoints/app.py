@@ -9,23 +9,27 @@
 - RabbitMQ `point.balance`: GetPointBalance request/reply.
 
 Bad messages go to `orders.point-service.dlt` / `point.commands.dead-letter`
-through the dead-letter middleware; the consumers keep going.
+through the dead-letter middleware; the consumers keep going. A malformed
+request on `point.balance` gets no answer: it is rejected (a read expires
+with its caller's timeout; there is nothing to re-drive), logged and counted.
+Only `point.balance` answers, and only through direct reply-to: a `reply_to`
+on an event or a command, or one naming another queue or exchange, would make
+point-service publish wherever a sender says, and a reply that fails would
+redeliver the message for ever.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
-import pydantic
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy, Depends
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
+from faststream.rabbit import Channel, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.specification import AsyncAPI
@@ -41,11 +45,14 @@ from messaging.connections import (
     rabbitmq_ssl_context,
 )
 from messaging.consumer import (
+    UNREADABLE,
     DeadLetterPolicy,
     Envelope,
     PoisonMessageError,
     envelope,
     has_type,
+    parse_kafka_record,
+    parse_rabbit_message,
 )
 from messaging.contracts.notifications import SendNotification
 from messaging.contracts.orders import OrderCancelled, OrderPlaced
@@ -88,7 +95,11 @@ ORDER_TO_POINTS = Histogram(
 )
 
 # Never processable as they are: straight to the dead-letter destination.
-POISON = (json.JSONDecodeError, InsufficientPointsError)
+POISON = (*UNREADABLE, InsufficientPointsError)
+# The answer goes to the caller's direct reply-to pseudo-queue (RabbitMQ
+# delivers the request with reply_to `amq.rabbitmq.reply-to.<caller>`), never
+# to a queue or exchange the request names.
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to."
 
 
 def expect_version(env: Envelope, contract: type[Contract]) -> None:
@@ -111,6 +122,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         security=kafka_security(settings),
         acks="all",
         enable_idempotence=True,
+        parser=parse_kafka_record,
         logger=LOGGER,
         log_level=logging.DEBUG,
         middlewares=[
@@ -121,6 +133,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     rabbit = RabbitBroker(
         settings.rabbitmq_url(),
         security=rabbitmq_security(settings),
+        parser=parse_rabbit_message,
         logger=LOGGER,
         log_level=logging.DEBUG,
         middlewares=[
@@ -138,7 +151,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
                 kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group
             ),
             transient=unavailable,
-            poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
+            poison=POISON,
             max_attempts=settings.consumer_max_attempts,
         )
     )
@@ -147,7 +160,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
             source=POINT_COMMANDS.routing_key,
             sink=rabbit_dead_letter_queue(rabbit, POINT_COMMANDS.routing_key),
             transient=unavailable,
-            poison=(PoisonMessageError, pydantic.ValidationError, *POISON),
+            poison=POISON,
             max_attempts=settings.consumer_max_attempts,
             applies=lambda msg: msg.raw_message.routing_key == POINT_COMMANDS.routing_key,
         )
@@ -158,6 +171,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         group_id=settings.consumer_group,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        no_reply=True,
         title="orders (point-service)",
         description="Order events; grants and revokes points.",
     )
@@ -191,6 +205,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         RabbitQueue(POINT_COMMANDS.routing_key, durable=True, declare=False),
         channel=channel,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        no_reply=True,
         title="point.commands",
         description="GrantPoints: a manual adjustment, exactly one receiver.",
     )
@@ -207,10 +222,17 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     @rabbit.subscriber(
         RabbitQueue(POINT_BALANCE.routing_key, durable=True, declare=False),
         channel=channel,
+        # A request that cannot be answered is dropped: no dead-letter queue,
+        # no retry (the caller has given up after its timeout).
+        ack_policy=AckPolicy.REJECT_ON_ERROR,
         title="point.balance",
-        description="GetPointBalance: request/reply (reply-to and correlation id).",
+        description="GetPointBalance: request/reply (direct reply-to and correlation id).",
     )
-    async def on_get_balance(body: GetPointBalance) -> PointBalance:
+    async def on_get_balance(body: GetPointBalance, *, message: RabbitMessage) -> PointBalance:
+        if not message.reply_to.startswith(DIRECT_REPLY_TO):
+            raise PoisonMessageError(
+                f"point.balance answers through direct reply-to only, not {message.reply_to!r}"
+            )
         # A read: no inbox, no outbox, nothing to deduplicate.
         return await handlers.point_balance(
             body.customer_id, UnitOfWork(sessions, MessageContext("point.balance"))
