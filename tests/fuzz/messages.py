@@ -119,9 +119,12 @@ class FuzzMessage:
 
 @dataclass
 class Reusable:
-    """Ids of real messages already processed, for `reused-id` messages."""
+    """Real messages already processed, whose ids `reused-id` messages borrow:
+    OrderPlaced (id, key: the copy goes to the original's partition, after
+    it, as a redelivery would, so that a replay meets them in the same
+    order), order-service's SendNotification commands, the seed grant."""
 
-    order_placed: list[str] = field(default_factory=list)
+    order_placed: list[tuple[str, str]] = field(default_factory=list)
     notification: list[str] = field(default_factory=list)
     grant: str | None = None
 
@@ -400,25 +403,35 @@ class Generator:
     def _reused_id(self, consumer: str, kind: str, reusable: Reusable) -> FuzzMessage:
         ce_type, body = self.valid(consumer)
         attributes = self.attributes(ce_type)
+        key = None
+        # Same id and source: the same event, per CloudEvents.
         if consumer == KAFKA_ORDERS:
-            ce_type = attributes["type"] = "order.placed"
+            if not reusable.order_placed:
+                return self._wrong_shape(consumer, "wrong-shape", reusable)
+            attributes["id"], key = self.rng.choice(reusable.order_placed)
+            attributes["source"] = "order-service"
+            attributes["type"] = "order.placed"
             body = self.valid(consumer)[1]
             while "lines" not in body:
                 body = self.valid(consumer)[1]
             self.fake_orders.append(body["order_id"])
-            pool = reusable.order_placed
         elif consumer == NOTIFY:
-            pool = reusable.notification
+            if not reusable.notification:
+                return self._wrong_shape(consumer, "wrong-shape", reusable)
+            attributes["id"] = self.rng.choice(reusable.notification)
+            attributes["source"] = "order-service"
         else:
-            pool = [reusable.grant] if reusable.grant else []
+            if not reusable.grant:
+                return self._wrong_shape(consumer, "wrong-shape", reusable)
+            attributes["id"] = reusable.grant
             body = {**body, "points": 999}
-        if not pool:
-            return self._wrong_shape(consumer, "wrong-shape", reusable)
-        attributes["id"] = self.rng.choice(pool)
-        return self.message(
+        message = self.message(
             consumer, kind, f"id of processed message {attributes['id']}, another body",
             body, attributes, expect=Expect.IGNORED,
         )  # fmt: skip
+        if key is not None:
+            message.key = key.encode()
+        return message
 
     def _wrong_header_types(self, consumer: str, kind: str, _: Reusable) -> FuzzMessage:
         ce_type, body = self.valid(consumer)

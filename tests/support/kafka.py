@@ -28,7 +28,7 @@ class Record:
 
     @property
     def message_id(self) -> str:
-        return self.headers["ce_id"]
+        return self.headers.get("ce_id") or f"no ce_id at {self.partition}:{self.offset}"
 
 
 async def create_topic(bootstrap: str, partitions: int = 6, prefix: str = "it") -> str:
@@ -101,9 +101,11 @@ async def read(
                     Record(
                         tp.partition,
                         m.offset,
-                        (m.key or b"").decode(),
-                        {k: v.decode() for k, v in m.headers},
-                        m.value,
+                        (m.key or b"").decode(errors="replace"),
+                        # A topic may hold what the message fuzzer put there:
+                        # header values that are not UTF-8, or null.
+                        {k: (v or b"").decode(errors="replace") for k, v in m.headers},
+                        m.value or b"",
                         m.timestamp,
                     )
                     for m in messages

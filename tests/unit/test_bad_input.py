@@ -7,6 +7,7 @@ trace, or a mail sent once per retry."""
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.entrypoints.app import delivery_attempt
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
+from point_service.entrypoints import replay
 from point_service.entrypoints.app import create_app as point_app
 from point_service.settings import PointServiceSettings
 
@@ -160,6 +162,40 @@ async def test_a_text_body_that_is_not_utf8_is_poison_at_once() -> None:
     [(_, headers_out)] = dead
     assert headers_out["x-dead-letter-kind"] == "poison", "not retried: it cannot change"
     assert "UnicodeDecodeError" in headers_out["x-dead-letter-reason"]
+
+
+async def test_the_replay_skips_a_record_nested_too_deep_instead_of_failing() -> None:
+    """json.loads raises RecursionError, not a ValueError: one such record on
+    `orders` made `point-service rebuild-projection` fail for as long as the
+    topic kept it."""
+    headers = [(k, v.encode()) for k, v in attributes("order.placed", "ce_").items()]
+    with pytest.raises(PoisonMessageError):
+        await replay.apply(headers, b"[" * 5000 + b"]" * 5000, None, None)  # type: ignore[arg-type]
+
+
+ORDER_PLACED = {
+    "order_id": str(uuid.uuid4()),
+    "customer_id": "c-1",
+    "customer_email": "c-1@example.com",
+    "currency": "EUR",
+    "total": "12.50",
+    "lines": [{"sku": "s", "quantity": 1, "unit_price": "12.50"}],
+    "placed_at": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"content-type": "text/plain"}, {"ce_schemaversion": "2"}],
+    ids=["content-type", "schema-version"],
+)
+async def test_the_replay_skips_what_the_live_consumer_dead_letters(extra: dict[str, str]) -> None:
+    """The live consumer dead-letters an OrderPlaced under a content type that
+    is not JSON, or at another schema version; the replay granted its points,
+    and the rebuilt projection differed from the live one."""
+    headers = [(k, v.encode()) for k, v in {**attributes("order.placed", "ce_"), **extra}.items()]
+    with pytest.raises(PoisonMessageError):
+        await replay.apply(headers, json.dumps(ORDER_PLACED).encode(), None, None)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -9,7 +9,6 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
-    Integer,
     MetaData,
     Table,
     Text,
@@ -27,7 +26,9 @@ balances = Table(
     "point_balances",
     metadata,
     Column("customer_id", Text, primary_key=True),
-    Column("balance", Integer, nullable=False),
+    # bigint: an order's points (its total times points per unit, the total up to
+    # numeric(14,2)) and their sum overflow 32 bits.
+    Column("balance", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("balance >= 0", name="point_balances_not_negative"),
 )
@@ -40,7 +41,7 @@ ledger = Table(
     Column("customer_id", Text, nullable=False),
     Column("order_id", Uuid),
     Column("kind", Text, nullable=False),
-    Column("points", Integer, nullable=False),
+    Column("points", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     # The message that caused the entry.
     Column("message_id", Uuid, nullable=False),

@@ -31,7 +31,7 @@ from point_service.service_layer.unit_of_work import UnitOfWork
 from point_service.settings import PointServiceSettings
 
 ORDER_POINTS = (
-    "select customer_id, sum(points)::int as points from {schema}point_ledger "
+    "select customer_id, sum(points)::bigint as points from {schema}point_ledger "
     "where kind in ('grant', 'revoke') group by customer_id"
 )
 
@@ -79,20 +79,42 @@ async def replay_into(
     return applied, skipped
 
 
+# The contracts the live consumer takes on `orders` (entrypoints/app.py).
+CONTRACTS: dict[str, type[OrderPlaced] | type[OrderCancelled]] = {
+    OrderPlaced.TYPE: OrderPlaced,
+    OrderCancelled.TYPE: OrderCancelled,
+}
+
+
 async def apply(
     headers: Any, value: bytes, sessions: async_sessionmaker[Any], settings: PointServiceSettings
 ) -> None:
-    env = Envelope.from_headers({k: v for k, v in headers})
-    body: Mapping[str, Any] = json.loads(value)
+    """Apply one record, judged as the live consumer judges it: what it
+    dead-letters is skipped here (PoisonMessageError, ValueError), or the
+    replay would grant points the live ledger never had."""
+    raw: Mapping[str, bytes | None] = dict(headers)
+    env = Envelope.from_headers(raw)
+    # The live consumer chooses its handler by the exact `ce_type` header.
+    contract = CONTRACTS.get((raw.get("ce_type") or b"").decode(errors="replace"))
+    if contract is None:
+        raise PoisonMessageError(f"no handler for message type {env.type!r}")
+    if env.schema_version != contract.SCHEMA_VERSION:
+        raise PoisonMessageError(f"{env.type} schema version {env.schema_version}")
+    # FastStream reads the body as JSON under a JSON content type, or none.
+    content_type = raw.get("content-type")
+    if content_type and not content_type.startswith(b"application/json"):
+        raise PoisonMessageError(f"content type {content_type!r} is not JSON")
+    try:
+        body: Mapping[str, Any] = json.loads(value or b"")
+    except RecursionError as exc:  # nested deeper than the parser goes: not a ValueError
+        raise PoisonMessageError("JSON nested too deep") from exc
     uow = UnitOfWork(sessions, env.caused())
-    if env.type == OrderPlaced.TYPE:
+    if contract is OrderPlaced:
         await handlers.order_placed(
             OrderPlaced.model_validate(body), env, uow, settings.points_per_currency_unit
         )
-    elif env.type == OrderCancelled.TYPE:
-        await handlers.order_cancelled(OrderCancelled.model_validate(body), env, uow)
     else:
-        raise PoisonMessageError(env.type)
+        await handlers.order_cancelled(OrderCancelled.model_validate(body), env, uow)
 
 
 async def rebuild_projection(settings: PointServiceSettings, *, keep: bool = False) -> int:
