@@ -3,6 +3,8 @@ down database fails a request or a message fast instead of hanging it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -32,18 +34,22 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def unavailable(error: BaseException) -> bool:
-    """Whether `error` means the database is unavailable (retry later), as
-    opposed to a bug or bad data (retrying cannot help)."""
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it wraps: its __cause__, or SQLAlchemy's `orig` (the
+    driver's error), once each."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, TRANSIENT_ERRORS):
-            return True
+        yield current
         seen.add(id(current))
         orig = getattr(current, "orig", None)
         current = current.__cause__ or (orig if isinstance(orig, BaseException) else None)
-    return False
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database is unavailable (retry later), as
+    opposed to a bug or bad data (retrying cannot help)."""
+    return any(isinstance(cause, TRANSIENT_ERRORS) for cause in causes(error))
 
 
 def build_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngine:

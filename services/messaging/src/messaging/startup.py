@@ -32,6 +32,7 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from messaging.database import causes
 from messaging.provisioning import unreachable, until_reachable
 from messaging.settings import SETTINGS_CONFIG
 
@@ -67,13 +68,8 @@ NOT_PROVISIONED = (
 
 def not_provisioned(error: BaseException) -> bool:
     """Worth waiting for: the server is unreachable, or its part is not there
-    (SQLAlchemy wraps the driver's error: its cause is looked at too)."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if unreachable(cause) or isinstance(cause, NOT_PROVISIONED):
-            return True
-        cause = cause.__cause__
-    return False
+    (SQLAlchemy wraps the driver's error: its causes are looked at too)."""
+    return any(unreachable(c) or isinstance(c, NOT_PROVISIONED) for c in causes(error))
 
 
 async def wait_for_login(connect: Check, timeout_s: float) -> None:
