@@ -1,22 +1,29 @@
 {{/* The environment of a service's container and of its relay sidecar:
      exactly the variables their settings classes read (tests/charts). */}}
-{{- define "rs.serviceEnv" -}}
-OTEL_SERVICE_NAME: {{ .key | quote }}
+
+{{/* What both read alike: telemetry and log level, their database and
+     RabbitMQ logins with their TLS settings; .name is the OTel service name. */}}
+{{- define "rs.commonEnv" -}}
+OTEL_SERVICE_NAME: {{ .name | quote }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ include "rs.otelEndpoint" .root | quote }}
 LOG_LEVEL: {{ .root.Values.logLevel | quote }}
-HTTP_PORT: "8080"
 DATABASE_HOST: {{ include "rs.postgresHost" .root | quote }}
 DATABASE_PORT: {{ .root.Values.postgresql.port | quote }}
 DATABASE_NAME: {{ .svc.database | quote }}
 DATABASE_USER: {{ .svc.database | quote }}
-DATABASE_POOL_SIZE: {{ .svc.databasePool.poolSize | quote }}
-DATABASE_MAX_OVERFLOW: {{ .svc.databasePool.maxOverflow | quote }}
 {{ include "rs.databaseTlsEnv" .root }}
 RABBITMQ_HOST: {{ include "rs.rabbitmqHost" .root | quote }}
 RABBITMQ_PORT: {{ .root.Values.rabbitmq.port | quote }}
 RABBITMQ_VHOST: "/"
 RABBITMQ_USER: {{ .svc.rabbitmqUser | quote }}
 {{ include "rs.rabbitmqTlsEnv" .root }}
+{{- end -}}
+
+{{- define "rs.serviceEnv" -}}
+{{ include "rs.commonEnv" (dict "root" .root "svc" .svc "name" .key) }}
+HTTP_PORT: "8080"
+DATABASE_POOL_SIZE: {{ .svc.databasePool.poolSize | quote }}
+DATABASE_MAX_OVERFLOW: {{ .svc.databasePool.maxOverflow | quote }}
 {{- if .svc.kafka }}
 KAFKA_BOOTSTRAP_SERVERS: {{ include "rs.kafkaBootstrap" .root | quote }}
 {{ include "rs.kafkaTlsEnv" .root }}
@@ -38,20 +45,8 @@ SMTP_SSL_CAFILE: {{ include "rs.caFile" .root | quote }}
 {{- end -}}
 
 {{- define "rs.relayEnv" -}}
-OTEL_SERVICE_NAME: {{ (printf "%s-relay" .svc.database) | quote }}
-OTEL_EXPORTER_OTLP_ENDPOINT: {{ include "rs.otelEndpoint" .root | quote }}
-LOG_LEVEL: {{ .root.Values.logLevel | quote }}
+{{ include "rs.commonEnv" (dict "root" .root "svc" .svc "name" (printf "%s-relay" .svc.database)) }}
 HTTP_PORT: {{ .root.Values.relay.port | quote }}
-DATABASE_HOST: {{ include "rs.postgresHost" .root | quote }}
-DATABASE_PORT: {{ .root.Values.postgresql.port | quote }}
-DATABASE_NAME: {{ .svc.database | quote }}
-DATABASE_USER: {{ .svc.database | quote }}
-{{ include "rs.databaseTlsEnv" .root }}
-RABBITMQ_HOST: {{ include "rs.rabbitmqHost" .root | quote }}
-RABBITMQ_PORT: {{ .root.Values.rabbitmq.port | quote }}
-RABBITMQ_VHOST: "/"
-RABBITMQ_USER: {{ .svc.rabbitmqUser | quote }}
-{{ include "rs.rabbitmqTlsEnv" .root }}
 KAFKA_BOOTSTRAP_SERVERS: {{ include "rs.kafkaBootstrap" .root | quote }}
 {{ include "rs.kafkaTlsEnv" .root }}
 {{- range $k, $v := .root.Values.relay.env }}
