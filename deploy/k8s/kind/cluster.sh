@@ -20,11 +20,38 @@ kubectl() { "$KUBECTL" "$@"; }
 cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
 
 # -- up ----------------------------------------------------------------------
+# Which start of the engine the cluster was created under ($ENGINE_DIR/generation,
+# written by engine.sh start); empty on the public path, where the engine is
+# the machine's.
+engine_generation() { cat "$ENGINE_DIR/generation" 2>/dev/null || true; }
+
+# A cluster is reused only if it was created under the engine running now and
+# its API server answers within 60 s. A node container that lived through an
+# engine stop (a run killed before `down`: the engine's data root keeps the
+# container, and the engine restarts it) comes back with its pods Unknown and
+# its API server unreachable; kind does not support restarting a node, so such
+# a cluster is deleted and created again instead of failing `helm install`.
+cluster_usable() {
+  [[ $(engine_generation) == "$(cat "$RUN_DIR/cluster-generation" 2>/dev/null)" ]] || {
+    log "cluster $CLUSTER was created under an earlier start of the engine"
+    return 1
+  }
+  kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || return 1
+  local deadline=$((SECONDS + 60))
+  until kubectl get --raw /readyz --request-timeout=5s >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { log "cluster $CLUSTER: API server not ready after 60 s"; return 1; }
+    sleep 2
+  done
+}
+
 create_cluster() {
   if cluster_exists; then
-    log "cluster $CLUSTER exists"
-    kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
-    return
+    if cluster_usable; then
+      log "cluster $CLUSTER exists and answers: reused"
+      return
+    fi
+    log "deleting cluster $CLUSTER to create it again"
+    kind delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || fail "kind delete cluster $CLUSTER"
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null; then
     fail "port $API_PORT taken: the cluster's API server needs it on 127.0.0.1 (deploy/k8s/kind-config.yaml)"
@@ -36,6 +63,7 @@ create_cluster() {
   kind create cluster --name "$CLUSTER" "${image[@]}" --config "$REPO_ROOT/deploy/k8s/kind-config.yaml" \
     --kubeconfig "$KUBECONFIG" --wait 5m >"$RUN_DIR/kind-create.log" 2>&1 \
     || { tail -20 "$RUN_DIR/kind-create.log" >&2; fail "kind create cluster (log: $RUN_DIR/kind-create.log)"; }
+  engine_generation >"$RUN_DIR/cluster-generation"
   if [[ $KIND_IMAGES == local ]]; then
     # Nothing leaves the machine: CoreDNS answers for the cluster only, without
     # forwarding other names to the host's resolver.

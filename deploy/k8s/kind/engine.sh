@@ -40,7 +40,13 @@ start() {
     --default-address-pool base=172.28.0.0/16,size=24 \
     </dev/null >"$ENGINE_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 120); do
-    $DOCKER info >/dev/null 2>&1 && { log "engine ready (pid $(cat "$pidfile"))"; return; }
+    if $DOCKER info >/dev/null 2>&1; then
+      # Which start this is: cluster.sh reuses a cluster only if it was
+      # created under the same one.
+      echo "$(date +%s.%N) $(cat "$pidfile")" >"$ENGINE_DIR/generation"
+      log "engine ready (pid $(cat "$pidfile"))"
+      return
+    fi
     kill -0 $! 2>/dev/null || break
     sleep 0.5
   done
