@@ -29,7 +29,7 @@ import aio_pika
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from messaging.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
+from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka

@@ -43,10 +43,11 @@ from psycopg import sql
 
 from bench import peer_faststream_outbox as peer
 from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage
-from messaging.outbox.schema import notify_trigger_ddl, outbox_table
+from messaging.outbox.names import notify_trigger_ddl
+from messaging.outbox.schema import outbox_table
 from messaging.outbox.writer import outbox_row
-from messaging.relay.relay import OutboxRelay
-from messaging.relay.settings import RelaySettings
+from outbox_relay.relay import OutboxRelay
+from outbox_relay.settings import RelaySettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from stackctl.control import build

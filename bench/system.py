@@ -35,7 +35,7 @@ from datetime import datetime
 import psutil
 
 from bench.brokers import process_tree
-from messaging.topology import ORDERS
+from catalogue.topology import ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import KindTarget, LocalTarget, target_from_env
 from tests.support import kafka

@@ -64,11 +64,11 @@ def image_targets() -> dict[str, set[str]]:
         [sync] = [
             i for i in all_stages[f"build-{name}"] if i.startswith("RUN") and " uv sync " in i
         ]
-        match = re.search(r"--package\s+(\S+)", sync)
-        assert match, f"build-{name} syncs one package"
+        synced = re.findall(r"--package\s+(\S+)", sync)
+        assert synced, f"build-{name} syncs named packages"
         assert "--frozen" in sync, f"build-{name}: the locked versions"
         assert "--no-dev" in sync, f"build-{name}: no dev tools"
-        targets[name] = scripts_of(match.group(1), packages)
+        targets[name] = set().union(*(scripts_of(p, packages) for p in synced))
     return targets
 
 

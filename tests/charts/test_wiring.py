@@ -17,16 +17,16 @@ import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings
 
-from messaging.accounts import AccountsSettings
+from catalogue.accounts import AccountsSettings
+from catalogue.topology import ORDERS, TOPICS, ProvisionSettings
 from messaging.asyncapi import placeholder_settings
-from messaging.relay.cli import health_app
-from messaging.relay.relay import OutboxRelay
-from messaging.relay.settings import RelaySettings
-from messaging.topology import ORDERS, TOPICS, ProvisionSettings
 from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.settings import NotificationServiceSettings
 from order_service.entrypoints.http import create_app as order_app
 from order_service.settings import OrderServiceSettings
+from outbox_relay.cli import health_app
+from outbox_relay.relay import OutboxRelay
+from outbox_relay.settings import RelaySettings
 from point_service.entrypoints.app import create_app as point_app
 from point_service.settings import PointServiceSettings
 

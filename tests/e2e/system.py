@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from messaging.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
+from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
 from tests.e2e.targets import Endpoints
 from tests.support import kafka
 from tests.support.mail import MailCatcher

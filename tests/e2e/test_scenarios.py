@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from messaging.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
+from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
 from tests.e2e.faults import rerouted
 from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from messaging.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE, POINT_COMMANDS
+from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE, POINT_COMMANDS
 from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 
 KAFKA_ORDERS = ORDERS.topic

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError
 
-from messaging.topology import (
+from catalogue.topology import (
     COMMANDS_EXCHANGE,
     NOTIFICATION_PARKING_LOT,
     NOTIFICATION_SEND,

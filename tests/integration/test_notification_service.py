@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from catalogue.contracts.notifications import SendNotification
+from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
 from messaging.consumer import Envelope
-from messaging.contracts.notifications import SendNotification
 from messaging.database import build_engine
-from messaging.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
 from notification_service.adapters.mailer import SmtpMailer
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings

@@ -14,8 +14,8 @@ import aio_pika
 import asyncpg
 import pytest
 
+from catalogue.topology import COMMANDS_EXCHANGE
 from messaging.envelope import KafkaTopic, RabbitRoute
-from messaging.topology import COMMANDS_EXCHANGE
 from stackctl.components import LocalStack
 from tests.support import kafka
 from tests.support.metrics import metric

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from messaging.topology import ORDERS, ORDERS_POINT_SERVICE_DLT, POINT_COMMANDS
+from catalogue.topology import ORDERS, ORDERS_POINT_SERVICE_DLT, POINT_COMMANDS
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from stackctl.control import start

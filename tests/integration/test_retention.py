@@ -28,10 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from catalogue.contracts.notifications import NotificationKind, SendNotification
+from catalogue.contracts.orders import OrderLine, OrderPlaced
+from catalogue.contracts.points import GrantPoints
 from messaging.consumer import Envelope
-from messaging.contracts.notifications import NotificationKind, SendNotification
-from messaging.contracts.orders import OrderLine, OrderPlaced
-from messaging.contracts.points import GrantPoints
 from messaging.database import build_engine
 from messaging.inbox.retention import Retention, RetentionTask, purge_batch
 from notification_service.adapters import orm as notification_orm

@@ -51,29 +51,23 @@ from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from sqlalchemy import MetaData, insert, text
 
-from messaging import accounts, topology
-from messaging.accounts import AccountsSettings
+from catalogue import accounts, topology
+from catalogue.accounts import AccountsSettings
+from catalogue.contracts.notifications import NotificationKind, SendNotification
+from catalogue.contracts.points import GetPointBalance, PointBalance
+from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND, ProvisionSettings
 from messaging.connections import (
     kafka_client_options,
-    kafka_security,
     postgres_ssl,
-    rabbitmq_security,
     rabbitmq_ssl_context,
     tls_context,
 )
-from messaging.contracts.notifications import NotificationKind, SendNotification
-from messaging.contracts.points import GetPointBalance, PointBalance
 from messaging.database import build_engine
 from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage, RabbitRoute
+from messaging.faststream_security import kafka_security, rabbitmq_security
 from messaging.outbox.schema import outbox_table
 from messaging.outbox.writer import outbox_row
-from messaging.relay.cli import list_failures
-from messaging.relay.publishers import Outcome
-from messaging.relay.relay import OutboxRelay, default_publishers
-from messaging.relay.settings import RelaySettings
-from messaging.relay.store import OutboxRow
 from messaging.startup import kafka_topics_exist, rabbit_queues_exist
-from messaging.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND, ProvisionSettings
 from notification_service.adapters.mailer import (
     PermanentDeliveryError,
     SmtpMailer,
@@ -84,6 +78,11 @@ from notification_service.entrypoints import parking_lot
 from notification_service.settings import NotificationServiceSettings
 from order_service.adapters.points_client import PointsClient
 from order_service.settings import OrderServiceSettings
+from outbox_relay.cli import list_failures
+from outbox_relay.publishers import Outcome
+from outbox_relay.relay import OutboxRelay, default_publishers
+from outbox_relay.settings import RelaySettings
+from outbox_relay.store import OutboxRow
 from point_service.entrypoints.replay import rebuild_projection
 from point_service.settings import PointServiceSettings
 from stackctl.components import PG_BIN, RABBITMQ_BIN

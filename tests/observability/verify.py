@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-from messaging.topology import NOTIFICATION_SEND, ORDERS
+from catalogue.topology import NOTIFICATION_SEND, ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import Endpoints, target_from_env
 

@@ -24,7 +24,8 @@ from messaging.envelope import (
     MessageContext,
     OutgoingMessage,
 )
-from messaging.outbox.schema import drop_notify_trigger_ddl, notify_trigger_ddl, outbox_table
+from messaging.outbox.names import drop_notify_trigger_ddl, notify_trigger_ddl
+from messaging.outbox.schema import outbox_table
 from messaging.outbox.writer import outbox_row
 from stackctl.apps import Apps
 from stackctl.components import LocalStack

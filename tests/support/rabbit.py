@@ -84,7 +84,7 @@ class RabbitAdmin:
 
 def admin_amqp_url(stack: LocalStack) -> str:
     """AMQP as the administrator: tests declare their own queues, which no
-    service account may (messaging.accounts)."""
+    service account may (catalogue.accounts)."""
     admin = stack.creds.rabbitmq_admin
     return f"amqp://{admin.user}:{admin.password}@{stack.s.host}:{stack.s.rabbitmq_port}/"
 

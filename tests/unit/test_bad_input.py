@@ -23,11 +23,8 @@ from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue, TestRab
 from faststream.rabbit.testing import build_message
 from opentelemetry.sdk.trace import TracerProvider
 
-from messaging.asyncapi import placeholder_settings
-from messaging.consumer import Envelope, PoisonMessageError
-from messaging.contracts.notifications import NotificationKind, SendNotification
-from messaging.deadletter import kafka_dead_letter_topic
-from messaging.topology import (
+from catalogue.contracts.notifications import NotificationKind, SendNotification
+from catalogue.topology import (
     DEAD_LETTER_EXCHANGE,
     NOTIFICATION_PARKING_LOT,
     NOTIFICATION_SEND,
@@ -37,6 +34,9 @@ from messaging.topology import (
     POINT_COMMANDS,
     POINT_COMMANDS_DEAD_LETTER,
 )
+from messaging.asyncapi import placeholder_settings
+from messaging.consumer import Envelope, PoisonMessageError
+from messaging.deadletter import kafka_dead_letter_topic
 from notification_service.adapters.mailer import SmtpMailer, TemporaryDeliveryError
 from notification_service.adapters.orm import deliveries
 from notification_service.entrypoints.app import create_app as notification_app

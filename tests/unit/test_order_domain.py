@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from messaging.contracts.notifications import NotificationKind, SendNotification
-from messaging.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.contracts.notifications import NotificationKind, SendNotification
+from catalogue.contracts.orders import OrderCancelled, OrderPlaced
 from messaging.envelope import KafkaTopic, MessageContext, RabbitRoute
 from messaging.outbox.writer import outbox_row
 from order_service.domain.model import Line, Order, OrderStatus

@@ -1,6 +1,6 @@
 """The order API's door without a database: what it refuses (4xx, the field
 at fault) never reaches storage, and a database error is 503 when the
-database is unavailable (messaging.database.unavailable), 500 only for a bug.
+database is unavailable (messaging.unavailable.unavailable), 500 only for a bug.
 The app is built with settings pointing nowhere; nothing here connects."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy.exc
 from fastapi.testclient import TestClient
 
-from messaging.database import unavailable
+from messaging.unavailable import unavailable
 from order_service.entrypoints import http
 from order_service.service_layer import handlers
 from order_service.settings import OrderServiceSettings

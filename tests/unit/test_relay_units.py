@@ -12,10 +12,10 @@ from cloudevents.core.formats.json import JSONFormat
 
 from messaging.backoff import full_jitter
 from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage, RabbitRoute
-from messaging.outbox.schema import checked_table_name
+from messaging.outbox.names import checked_table_name
 from messaging.outbox.writer import outbox_row
-from messaging.relay.settings import RelaySettings
-from messaging.relay.store import OutboxRow
+from outbox_relay.settings import RelaySettings
+from outbox_relay.store import OutboxRow
 
 
 def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import Delete, MetaData, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from catalogue.topology import ORDERS, TOPICS
 from messaging.asyncapi import placeholder_settings
 from messaging.inbox.retention import (
     InboxRetentionSettings,
@@ -29,7 +30,6 @@ from messaging.inbox.retention import (
     inbox_retention,
 )
 from messaging.inbox.schema import inbox_table
-from messaging.topology import ORDERS, TOPICS
 from notification_service.settings import NotificationServiceSettings
 from order_service.adapters.orm import idempotency_keys
 from order_service.adapters.retention import idempotency_key_retention

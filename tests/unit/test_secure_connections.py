@@ -15,27 +15,25 @@ import asyncpg
 import pytest
 import trustme
 from faststream.kafka import KafkaBroker
+from faststream.kafka.security import parse_security
 from faststream.rabbit import RabbitBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from messaging import accounts
-from messaging.accounts import AccountsSettings
+from catalogue import accounts
+from catalogue.accounts import AccountsSettings
+from catalogue.contracts.notifications import NotificationKind, SendNotification
 from messaging.asyncapi import placeholder_settings
 from messaging.connections import (
     database_ssl,
     kafka_client_options,
-    kafka_security,
     postgres_ssl,
-    rabbitmq_security,
     rabbitmq_ssl_context,
 )
-from messaging.contracts.notifications import NotificationKind, SendNotification
 from messaging.database import build_engine
-from messaging.relay.relay import default_publishers
-from messaging.relay.settings import RelaySettings
+from messaging.faststream_security import kafka_security, rabbitmq_security
 from notification_service.adapters.mailer import (
     SmtpMailer,
     TemporaryDeliveryError,
@@ -44,6 +42,8 @@ from notification_service.adapters.mailer import (
 from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.settings import NotificationServiceSettings
 from order_service.adapters.points_client import PointsClient
+from outbox_relay.relay import default_publishers
+from outbox_relay.settings import RelaySettings
 from point_service.entrypoints.app import create_app as point_app
 from point_service.settings import PointServiceSettings
 
@@ -289,6 +289,41 @@ def test_the_point_service_broker_and_the_relay_producer_get_the_same_options(
         assert broker[key] == producer[key]
     assert broker["security_protocol"] == "SASL_SSL"
     assert broker["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [
+        ("PLAINTEXT", "PLAIN"),
+        ("SSL", "PLAIN"),
+        *((p, m) for p in ("SASL_PLAINTEXT", "SASL_SSL") for m in ("PLAIN", "SCRAM-SHA-256")),
+        ("SASL_SSL", "SCRAM-SHA-512"),
+    ],
+)
+def test_the_plain_options_are_what_faststream_makes_of_its_security_object(
+    protocol: str, mechanism: str, ca_file: str
+) -> None:
+    """messaging.connections builds aiokafka's arguments without FastStream (the
+    relay runs without it); KafkaBroker turns kafka_security() into the same."""
+    values: dict[str, Any] = {"kafka_security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        values["kafka_ssl_cafile"] = ca_file
+    if protocol.startswith("SASL_"):
+        values |= {
+            "kafka_sasl_mechanism": mechanism,
+            "kafka_sasl_username": "u",
+            "kafka_sasl_password": "p",
+        }
+    s = relay(**values)
+    plain = kafka_client_options(s)
+    broker = {"bootstrap_servers": s.kafka_bootstrap_servers, **parse_security(kafka_security(s))}
+    assert list(plain) == list(broker)
+    # Each call builds its own TLS context: compare what they trust.
+    plain_context, broker_context = plain.pop("ssl_context", None), broker.pop("ssl_context", None)
+    assert plain == broker
+    assert (plain_context is None) == (broker_context is None) == (not protocol.endswith("SSL"))
+    if plain_context is not None:
+        assert plain_context.get_ca_certs() == broker_context.get_ca_certs()
 
 
 @pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])

@@ -1,10 +1,10 @@
 """Idempotent provisioning of the local stack: a database and a login per
 service in PostgreSQL, and a user per service in RabbitMQ with the same
-least-privilege rights as in the cluster (messaging.accounts does both)."""
+least-privilege rights as in the cluster (catalogue.accounts does both)."""
 
 from __future__ import annotations
 
-from messaging import accounts
+from catalogue import accounts
 from stackctl.components import LocalStack
 from stackctl.credentials import SERVICES
 

@@ -2,19 +2,20 @@
 settings groups (messaging.settings): TLS contexts, PostgreSQL's sslmode,
 Kafka's security protocol and SASL login, AMQPS.
 
-Every process builds its clients from these functions, so a FastStream broker
-and a plain aiokafka, aio-pika or asyncpg client of the same process cannot
-disagree. With the settings' defaults each returns what the clients were
-given before the options existed (nothing, or None), so nothing changes.
+Every process builds its clients from these functions: the plain aiokafka,
+aio-pika and asyncpg clients directly, a FastStream broker through
+messaging.faststream_security, which builds its security objects from the
+same options, so the two kinds of client of one process cannot disagree.
+With the settings' defaults each returns what the clients were given before
+the options existed (nothing, or None), so nothing changes.
+
+No FastStream here: the outbox relay uses these and runs without it.
 """
 
 from __future__ import annotations
 
 import ssl
 from typing import Any, Literal
-
-from faststream.kafka.security import parse_security as faststream_kafka_options
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from messaging.settings import (
     DatabaseSettings,
@@ -26,8 +27,6 @@ from messaging.settings import (
 # asyncpg's `ssl` argument: a context (TLS required, verified as the context
 # says), False (no TLS) or a libpq mode it negotiates itself.
 PostgresSsl = ssl.SSLContext | bool | Literal["allow", "prefer"]
-
-SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
 
 def tls_context(cafile: str) -> ssl.SSLContext:
@@ -59,40 +58,26 @@ def database_ssl(settings: DatabaseSettings) -> PostgresSsl:
     return postgres_ssl(settings.database_sslmode, settings.database_sslrootcert)
 
 
-def kafka_security(settings: KafkaSettings) -> BaseSecurity | None:
-    """FastStream's security object for KafkaBroker(security=...); None for
-    PLAINTEXT."""
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = tls_context(settings.kafka_ssl_cafile) if protocol.endswith("SSL") else None
-    if not protocol.startswith("SASL_"):
-        return BaseSecurity(ssl_context=context)
-    login = SASL[settings.kafka_sasl_mechanism]
-    return login(
-        settings.kafka_sasl_username,
-        settings.kafka_sasl_password.get_secret_value(),
-        ssl_context=context,
-        use_ssl=context is not None,
-    )
-
-
 def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for aiokafka's producer, consumer and admin client:
-    the same ones KafkaBroker derives from kafka_security()."""
-    return {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        **faststream_kafka_options(kafka_security(settings)),
-    }
+    only the bootstrap servers for PLAINTEXT; the security protocol and its
+    TLS context (None without TLS) otherwise; and the SASL login for the
+    SASL_ protocols."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return options
+    context = tls_context(settings.kafka_ssl_cafile) if protocol.endswith("SSL") else None
+    options.update(security_protocol=protocol, ssl_context=context)
+    if protocol.startswith("SASL_"):
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
+        )
+    return options
 
 
 def rabbitmq_ssl_context(settings: RabbitMQSettings) -> ssl.SSLContext | None:
     """aio-pika's `ssl_context` for rabbitmq_url(); None without TLS."""
     return tls_context(settings.rabbitmq_ssl_cafile) if settings.rabbitmq_tls else None
-
-
-def rabbitmq_security(settings: RabbitMQSettings) -> BaseSecurity | None:
-    """FastStream's security object for RabbitBroker(security=...); None without
-    TLS (the credentials are in rabbitmq_url())."""
-    context = rabbitmq_ssl_context(settings)
-    return None if context is None else BaseSecurity(ssl_context=context)

@@ -161,7 +161,7 @@ class DeadLetterPolicy:
     source: str
     sink: DeadLetterSink
     # Whether an error means a dependency is unavailable (retry in place):
-    # messaging.database.unavailable for the services.
+    # messaging.unavailable.unavailable for the services.
     transient: Callable[[BaseException], bool]
     max_attempts: int = 5
     backoff_base_s: float = 0.2

@@ -19,7 +19,6 @@ from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker
 
 from messaging.consumer import DeadLetterSink
-from messaging.topology import DEAD_LETTER_EXCHANGE
 
 
 def _common(msg: StreamMessage[Any], kind: str, reason: str) -> dict[str, Any]:
@@ -65,9 +64,10 @@ def kafka_dead_letter_topic(broker: KafkaBroker, topic: str, group: str) -> Dead
 IDENTITY = ("ce_id", "ce_type", "ce_source")
 
 
-def rabbit_dead_letter_queue(broker: RabbitBroker, queue: str) -> DeadLetterSink:
-    """Publishes to the ``dead-letter`` exchange with the queue's name as routing
-    key; ``<queue>.dead-letter`` (or the notification parking lot) is bound to it."""
+def rabbit_dead_letter_queue(broker: RabbitBroker, exchange: str, queue: str) -> DeadLetterSink:
+    """Publishes to the dead-letter `exchange` (the system's, from its
+    topology) with the queue's name as routing key; the queue's dead-letter
+    queue is bound to it with that key."""
 
     async def sink(msg: StreamMessage[Any], kind: str, reason: str) -> None:
         raw = msg.raw_message
@@ -81,7 +81,7 @@ def rabbit_dead_letter_queue(broker: RabbitBroker, queue: str) -> DeadLetterSink
         )
         await broker.publish(
             msg.body,
-            exchange=DEAD_LETTER_EXCHANGE,
+            exchange=exchange,
             routing_key=queue,
             headers=headers,
             message_id=msg.message_id,

@@ -27,8 +27,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from messaging.database import unavailable
 from messaging.settings import SETTINGS_CONFIG
+from messaging.unavailable import unavailable
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from faststream.asgi import AsgiFastStream
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from messaging.database import causes
 from messaging.provisioning import unreachable, until_reachable
 from messaging.settings import SETTINGS_CONFIG
+from messaging.unavailable import causes
 
 Check = Callable[[], Awaitable[None]]
 

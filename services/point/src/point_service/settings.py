@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
+from catalogue.topology import POINT_SERVICE_GROUP
 from messaging.inbox.retention import InboxRetentionSettings
 from messaging.settings import (
     DatabaseSettings,
@@ -15,7 +16,6 @@ from messaging.settings import (
     TelemetrySettings,
 )
 from messaging.startup import StartupSettings
-from messaging.topology import POINT_SERVICE_GROUP
 
 
 class PointServiceSettings(

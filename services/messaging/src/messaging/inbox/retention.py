@@ -1,9 +1,8 @@
 """Retention of deduplication records: inbox ids and idempotency keys.
 
-The inbox (one table per consuming service) and order-service's
-`idempotency_keys` remember what was already done. Kept for ever, they grow
-for ever; this module forgets records older than a window, in the process
-that owns the table:
+The inbox (one table per consuming service) and an HTTP API's idempotency
+keys remember what was already done. Kept for ever, they grow for ever; this
+module forgets records older than a window, in the process that owns the table:
 
 - one pass at start, then one every `interval_s`, in a background task that
   shares nothing with message handling or requests but the connection pool;
@@ -21,17 +20,17 @@ second order. The window is therefore chosen longer than the longest time a
 copy can still arrive after the first one was processed (docs/messaging.md,
 "Retention of inbox ids and idempotency keys", has the numbers):
 
-- Kafka `orders`: a record stays readable for up to the topic's retention
-  plus the span of its segment (a segment is deleted only when its newest
-  record is past retention; it rolls after `log.roll.hours`), plus the 5-min
-  retention check; 7 d + 7 d by default here. A group whose committed offsets
-  expired (`offsets.retention.minutes`, 7 d after it emptied) re-reads all of
-  that from the earliest offset. Hence 15 days for the inbox by default.
+- Kafka: a record stays readable for up to the topic's retention plus the span
+  of its segment (a segment is deleted only when its newest record is past
+  retention; it rolls after `log.roll.hours`), plus the 5-min retention check;
+  7 d + 7 d by default here. A group whose committed offsets expired
+  (`offsets.retention.minutes`, 7 d after it emptied) re-reads all of that
+  from the earliest offset. Hence 15 days for the inbox by default.
 - RabbitMQ: an unacked delivery comes back when its channel closes, and a
-  delayed retry within 1 + 5 + 25 s; the outbox relay republishes a row it
-  could not mark sent as soon as it runs again. Seconds, unless every consumer
-  (or the relay) stays down: an outage longer than the window can bring back a
-  message whose id was already forgotten.
+  delayed retry after its retry queue's delay (seconds); the outbox relay
+  republishes a row it could not mark sent as soon as it runs again. Seconds,
+  unless every consumer (or the relay) stays down: an outage longer than the
+  window can bring back a message whose id was already forgotten.
 - Idempotency keys: clients retry within seconds or minutes; 24 hours by default.
 """
 
@@ -50,8 +49,8 @@ from pydantic_settings import BaseSettings
 from sqlalchemy import Delete, Interval, Table, delete, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from messaging.database import TRANSIENT_ERRORS
 from messaging.settings import SETTINGS_CONFIG
+from messaging.unavailable import transient_errors
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ class RetentionTask:
         for retention in self.retentions:
             try:
                 purged[retention.name] = await self.purge(retention)
-            except TRANSIENT_ERRORS as exc:
+            except transient_errors() as exc:
                 FAILURES.labels(retention.name).inc()
                 log.warning(
                     "purging %s failed (%r); next try in %.0fs",

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import MetaData, text
 
-from messaging.outbox.schema import drop_notify_trigger_ddl, notify_trigger_ddl, outbox_table
+from messaging.outbox.names import drop_notify_trigger_ddl, notify_trigger_ddl
+from messaging.outbox.schema import outbox_table
 
 
 def create_outbox(op: Any, name: str = "outbox") -> None:

@@ -1,5 +1,6 @@
 """The outbox table: one definition, used by every service's migrations, by the
-unit of work that writes it and (as SQL) by the relay that drains it.
+unit of work that writes it and (as SQL) by the relay that drains it. Its
+states and the trigger that wakes the relays are in messaging.outbox.names.
 
 A row is one message waiting to be published. ``id`` orders the rows of one
 ordering key: writers of one aggregate are serialized by the aggregate's row
@@ -8,8 +9,6 @@ lock, so a later message of the same key always gets a larger id
 """
 
 from __future__ import annotations
-
-import re
 
 from sqlalchemy import (
     BigInteger,
@@ -30,17 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-PENDING, SENT, FAILED, DROPPED = "pending", "sent", "failed", "dropped"
-STATES = (PENDING, SENT, FAILED, DROPPED)
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")
-
-
-def checked_table_name(name: str) -> str:
-    """Table names come from configuration and end up in SQL text: allow only
-    plain lowercase identifiers."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"outbox table name {name!r} must match {_IDENTIFIER.pattern}")
-    return name
+from messaging.outbox.names import DROPPED, FAILED, PENDING, SENT, STATES, checked_table_name
 
 
 def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
@@ -92,34 +81,3 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
             postgresql_where=text(f"state in ('{SENT}', '{DROPPED}')"),
         ),
     )
-
-
-def notify_channel(table: str) -> str:
-    return f"{table}_pending"
-
-
-def notify_trigger_ddl(table: str) -> list[str]:
-    """A statement-level trigger that wakes relays listening on the table's
-    channel; one NOTIFY per inserting statement, however many rows."""
-    function = f"{checked_table_name(table)}_notify"
-    return [
-        f"""
-        create or replace function {function}() returns trigger language plpgsql as $$
-        begin
-            perform pg_notify('{notify_channel(table)}', '');
-            return null;
-        end $$
-        """,
-        f"drop trigger if exists {function} on {table}",
-        f"""
-        create trigger {function} after insert on {table}
-        for each statement execute function {function}()
-        """,
-    ]
-
-
-def drop_notify_trigger_ddl(table: str) -> list[str]:
-    return [
-        f"drop trigger if exists {table}_notify on {table}",
-        f"drop function if exists {table}_notify()",
-    ]

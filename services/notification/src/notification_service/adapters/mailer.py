@@ -28,8 +28,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import Counter, Histogram
 
+from catalogue.contracts.notifications import SendNotification
 from messaging.connections import tls_context
-from messaging.contracts.notifications import SendNotification
 from notification_service.settings import NotificationServiceSettings, SmtpSecurityMode
 
 TRACER = trace.get_tracer(__name__)

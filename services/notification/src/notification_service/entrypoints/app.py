@@ -24,7 +24,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from messaging.connections import rabbitmq_security, rabbitmq_ssl_context
+from catalogue.contracts.notifications import SendNotification
+from catalogue.topology import (
+    DEAD_LETTER_EXCHANGE,
+    NOTIFICATION_RETRY_EXCHANGE,
+    NOTIFICATION_SEND,
+    notification_retry_queue,
+)
+from messaging.connections import rabbitmq_ssl_context
 from messaging.consumer import (
     DeadLetterPolicy,
     Envelope,
@@ -32,17 +39,13 @@ from messaging.consumer import (
     envelope,
     parse_rabbit_message,
 )
-from messaging.contracts.notifications import SendNotification
-from messaging.database import build_engine, unavailable
+from messaging.database import build_engine
 from messaging.deadletter import rabbit_dead_letter_queue
+from messaging.faststream_security import rabbitmq_security
 from messaging.health import database_check, health_routes
 from messaging.inbox.retention import Retention, RetentionTask
 from messaging.startup import ProvisionedFastStream, rabbit_queues_exist
-from messaging.topology import (
-    NOTIFICATION_RETRY_EXCHANGE,
-    NOTIFICATION_SEND,
-    notification_retry_queue,
-)
+from messaging.unavailable import unavailable
 from notification_service.adapters.mailer import SmtpMailer, smtp_security
 from notification_service.adapters.orm import deliveries, inbox
 from notification_service.service_layer import handlers
@@ -89,7 +92,7 @@ def create_app(
         ],
     )
     queue = NOTIFICATION_SEND.routing_key
-    park = rabbit_dead_letter_queue(rabbit, queue)
+    park = rabbit_dead_letter_queue(rabbit, DEAD_LETTER_EXCHANGE, queue)
     # Malformed messages go to the parking lot at once; a down database is
     # waited for with the message in hand.
     rabbit.add_middleware(

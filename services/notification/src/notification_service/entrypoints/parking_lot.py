@@ -10,8 +10,8 @@ from __future__ import annotations
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from catalogue.topology import COMMANDS_EXCHANGE, NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
 from messaging.connections import rabbitmq_ssl_context
-from messaging.topology import COMMANDS_EXCHANGE, NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
 from notification_service.settings import NotificationServiceSettings
 
 RESET = ("x-delivery-attempt", "x-last-error")

@@ -30,10 +30,10 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from catalogue.contracts.notifications import NotificationKind, SendNotification
+from catalogue.topology import NOTIFICATION_RETRY_DELAYS_S
 from messaging.consumer import DUPLICATES, Envelope
-from messaging.contracts.notifications import NotificationKind, SendNotification
 from messaging.inbox.store import first_delivery
-from messaging.topology import NOTIFICATION_RETRY_DELAYS_S
 from notification_service.adapters.mailer import (
     PermanentDeliveryError,
     SmtpMailer,

@@ -23,8 +23,8 @@ from faststream.security import BaseSecurity
 from prometheus_client import Counter, Histogram
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from messaging.contracts.points import GetPointBalance, PointBalance
-from messaging.topology import POINT_BALANCE
+from catalogue.contracts.points import GetPointBalance, PointBalance
+from catalogue.topology import POINT_BALANCE
 
 log = logging.getLogger(__name__)
 

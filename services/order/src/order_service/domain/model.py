@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from messaging.contracts.orders import OrderCancelled, OrderLine, OrderPlaced
+from catalogue.contracts.orders import OrderCancelled, OrderLine, OrderPlaced
 from messaging.envelope import Contract
 
 

@@ -7,11 +7,11 @@ from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.specification import AsyncAPI
 
+from catalogue.contracts.notifications import SendNotification
+from catalogue.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.contracts.points import GetPointBalance
+from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
 from messaging.asyncapi import document_outbox
-from messaging.contracts.notifications import SendNotification
-from messaging.contracts.orders import OrderCancelled, OrderPlaced
-from messaging.contracts.points import GetPointBalance
-from messaging.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
 
 
 def specification() -> AsyncAPI:

@@ -2,7 +2,7 @@
 
 Errors are RFC 9457 problem details: 422 names the field at fault, 404 the
 missing order, 413 a body over HTTP_MAX_BODY_BYTES, 503 with Retry-After an
-unavailable database (messaging.database.unavailable: fast, nothing
+unavailable database (messaging.unavailable.unavailable: fast, nothing
 half-written). Validation at the door guarantees that whatever is accepted
 can be stored: no NUL in any string (PostgreSQL refuses it in text), a total
 within the column's numeric(14,2).
@@ -43,11 +43,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from messaging.connections import rabbitmq_security
-from messaging.contracts.points import PointBalance
-from messaging.database import build_engine, unavailable
+from catalogue.contracts.points import PointBalance
+from messaging.database import build_engine
 from messaging.envelope import MessageContext
+from messaging.faststream_security import rabbitmq_security
 from messaging.serving import LimitRequestBody
+from messaging.unavailable import unavailable
 from order_service.adapters.points_client import PointsClient
 from order_service.adapters.retention import idempotency_key_retention
 from order_service.domain.model import Line, Order

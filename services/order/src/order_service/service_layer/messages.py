@@ -3,10 +3,10 @@ outgoing contract with the rest of the system."""
 
 from __future__ import annotations
 
-from messaging.contracts.notifications import PRIORITY, NotificationKind, SendNotification
-from messaging.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
+from catalogue.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.topology import NOTIFICATION_SEND, ORDERS
 from messaging.envelope import Contract, MessageContext, OutgoingMessage
-from messaging.topology import NOTIFICATION_SEND, ORDERS
 from order_service.domain.model import Order
 
 SOURCE = "order-service"

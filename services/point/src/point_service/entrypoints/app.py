@@ -37,13 +37,26 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, Histogram
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from messaging.asyncapi import document_outbox
-from messaging.connections import (
-    kafka_client_options,
-    kafka_security,
-    rabbitmq_security,
-    rabbitmq_ssl_context,
+from catalogue.contracts.notifications import SendNotification
+from catalogue.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.contracts.points import (
+    GetPointBalance,
+    GrantPoints,
+    PointBalance,
+    PointsGranted,
+    PointsRevoked,
 )
+from catalogue.topology import (
+    DEAD_LETTER_EXCHANGE,
+    NOTIFICATION_SEND,
+    ORDERS,
+    ORDERS_POINT_SERVICE_DLT,
+    POINT_BALANCE,
+    POINT_COMMANDS,
+    POINTS,
+)
+from messaging.asyncapi import document_outbox
+from messaging.connections import kafka_client_options, rabbitmq_ssl_context
 from messaging.consumer import (
     UNREADABLE,
     DeadLetterPolicy,
@@ -54,29 +67,14 @@ from messaging.consumer import (
     parse_kafka_record,
     parse_rabbit_message,
 )
-from messaging.contracts.notifications import SendNotification
-from messaging.contracts.orders import OrderCancelled, OrderPlaced
-from messaging.contracts.points import (
-    GetPointBalance,
-    GrantPoints,
-    PointBalance,
-    PointsGranted,
-    PointsRevoked,
-)
-from messaging.database import build_engine, unavailable
+from messaging.database import build_engine
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
 from messaging.envelope import Contract, MessageContext
+from messaging.faststream_security import kafka_security, rabbitmq_security
 from messaging.health import database_check, health_routes
 from messaging.inbox.retention import inbox_retention
 from messaging.startup import ProvisionedFastStream, kafka_topics_exist, rabbit_queues_exist
-from messaging.topology import (
-    NOTIFICATION_SEND,
-    ORDERS,
-    ORDERS_POINT_SERVICE_DLT,
-    POINT_BALANCE,
-    POINT_COMMANDS,
-    POINTS,
-)
+from messaging.unavailable import unavailable
 from point_service.adapters.orm import inbox
 from point_service.domain.model import InsufficientPointsError
 from point_service.entrypoints.lag import LagReporter
@@ -158,7 +156,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
     rabbit.add_middleware(
         DeadLetterPolicy(
             source=POINT_COMMANDS.routing_key,
-            sink=rabbit_dead_letter_queue(rabbit, POINT_COMMANDS.routing_key),
+            sink=rabbit_dead_letter_queue(rabbit, DEAD_LETTER_EXCHANGE, POINT_COMMANDS.routing_key),
             transient=unavailable,
             poison=POISON,
             max_attempts=settings.consumer_max_attempts,

@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from catalogue.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.topology import ORDERS
 from messaging.connections import kafka_client_options
 from messaging.consumer import Envelope, PoisonMessageError
-from messaging.contracts.orders import OrderCancelled, OrderPlaced
 from messaging.database import build_engine
-from messaging.topology import ORDERS
 from point_service.adapters.orm import metadata
 from point_service.service_layer import handlers
 from point_service.service_layer.unit_of_work import UnitOfWork

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
+from catalogue.contracts.orders import OrderCancelled, OrderPlaced
+from catalogue.contracts.points import GrantPoints, PointBalance, PointsGranted, PointsRevoked
+from catalogue.topology import NOTIFICATION_SEND, POINTS
 from messaging.consumer import Envelope
-from messaging.contracts.notifications import PRIORITY, NotificationKind, SendNotification
-from messaging.contracts.orders import OrderCancelled, OrderPlaced
-from messaging.contracts.points import GrantPoints, PointBalance, PointsGranted, PointsRevoked
 from messaging.envelope import OutgoingMessage
-from messaging.topology import NOTIFICATION_SEND, POINTS
 from point_service.domain.model import EntryKind, points_for
 from point_service.service_layer.unit_of_work import UnitOfWork
 

@@ -37,7 +37,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from messaging.envelope import CORRELATION_ID
-from messaging.relay.store import OutboxRow
+from outbox_relay.store import OutboxRow
 
 log = logging.getLogger(__name__)
 # How long a topic found missing fails fast before its metadata is asked again.
@@ -81,7 +81,7 @@ class PublishSpans:
 
     def __init__(self, system: str) -> None:
         self.system = system
-        self.tracer = trace.get_tracer("messaging.relay")
+        self.tracer = trace.get_tracer("outbox_relay")
         # Without an SDK provider there is nothing to record: pass the stored
         # context through untouched (consumers still join the request's trace)
         # and skip the per-message propagation work.

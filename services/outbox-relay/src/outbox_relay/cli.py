@@ -30,12 +30,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from messaging.connections import database_ssl
-from messaging.relay.relay import OutboxRelay
-from messaging.relay.settings import RelaySettings
-from messaging.relay.store import OutboxStore
 from messaging.telemetry import setup_telemetry
+from outbox_relay.relay import OutboxRelay
+from outbox_relay.settings import RelaySettings
+from outbox_relay.store import OutboxStore
 
-log = logging.getLogger("messaging.relay")
+log = logging.getLogger("outbox_relay")
 
 
 def health_app(relay: OutboxRelay) -> Starlette:

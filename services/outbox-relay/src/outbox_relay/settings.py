@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from messaging.outbox.schema import checked_table_name
+from messaging.outbox.names import checked_table_name
 from messaging.settings import (
     DatabaseSettings,
     HttpSettings,

@@ -36,24 +36,24 @@ from messaging.connections import (
     kafka_client_options,
     rabbitmq_ssl_context,
 )
-from messaging.database import TRANSIENT_ERRORS, unavailable
-from messaging.outbox.schema import notify_channel
-from messaging.relay import metrics
-from messaging.relay.publishers import (
+from messaging.outbox.names import notify_channel
+from messaging.unavailable import transient_errors, unavailable
+from outbox_relay import metrics
+from outbox_relay.publishers import (
     KafkaPublisher,
     Outcome,
     Publisher,
     RabbitPublisher,
     Result,
 )
-from messaging.relay.settings import RelaySettings
-from messaging.relay.store import OutboxRow, OutboxStore, Retry
+from outbox_relay.settings import RelaySettings
+from outbox_relay.store import OutboxRow, OutboxStore, Retry
 
 log = logging.getLogger(__name__)
 
-# What the relay's loop catches; of those, messaging.database.unavailable ones
-# mean wait and reconnect.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+# What the relay's loop catches; of those, messaging.unavailable.unavailable ones
+# mean wait and reconnect. The relay talks to asyncpg only (no SQLAlchemy).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*transient_errors(), asyncpg.PostgresError)
 
 
 def default_publishers(settings: RelaySettings) -> dict[str, Publisher]:

@@ -3,7 +3,8 @@
 The relay talks to PostgreSQL through asyncpg directly rather than through
 SQLAlchemy: its few statements are fixed, it needs LISTEN/NOTIFY (an asyncpg
 connection feature), and it sits on the hot path the benchmark measures. The
-table itself is defined once, in messaging.outbox.schema.
+table itself is defined once, in messaging.outbox.schema; the states and names
+this SQL uses come from messaging.outbox.names, which needs no SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from messaging.envelope import binary_mode_headers
-from messaging.outbox.schema import (
+from messaging.outbox.names import (
     DROPPED,
     FAILED,
     PENDING,
