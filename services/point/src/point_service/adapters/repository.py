@@ -1,20 +1,38 @@
-"""Points persistence through a SQLAlchemy session."""
+"""Points persistence: what the service layer needs (`PointsRepository`) and
+its SQLAlchemy implementation (`SqlPointsRepository`)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from point_service.adapters.orm import balances, ledger
-from point_service.domain.model import Account, EntryKind
+from point_service.domain.model import Account, Entry, EntryKind
 
 
-class PointsRepository:
+class PointsRepository(Protocol):
+    """Balances and the ledger, as the handlers use them. `save` stores an
+    account's balance and the entries it booked. An account read with
+    `lock_account` is remembered, so that the unit of work can turn its domain
+    events into messages at commit."""
+
+    async def lock_account(self, customer_id: str) -> Account: ...
+
+    async def save(self, account: Account) -> None: ...
+
+    async def entry_for_order(self, order_id: uuid.UUID, kind: EntryKind) -> int | None: ...
+
+    async def balance(self, customer_id: str) -> int: ...
+
+
+class SqlPointsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.seen: list[Account] = []
 
     async def lock_account(self, customer_id: str) -> Account:
         """The customer's account under its row lock: writers of one customer are
@@ -29,7 +47,9 @@ class PointsRepository:
                 .with_for_update()
             )
         ).scalar_one()
-        return Account(customer_id, balance)
+        account = Account(customer_id, balance)
+        self.seen.append(account)
+        return account
 
     async def save(self, account: Account) -> None:
         await self.session.execute(
@@ -37,6 +57,8 @@ class PointsRepository:
             .where(balances.c.customer_id == account.customer_id)
             .values(balance=account.balance, updated_at=func.now())
         )
+        while account.entries:
+            await self._append(account.entries.pop(0))
 
     async def entry_for_order(self, order_id: uuid.UUID, kind: EntryKind) -> int | None:
         """Points of the order's entry of that kind, or None when there is none."""
@@ -46,23 +68,16 @@ class PointsRepository:
             )
         ).scalar_one_or_none()
 
-    async def append(
-        self,
-        customer_id: str,
-        kind: EntryKind,
-        points: int,
-        reason: str,
-        message_id: uuid.UUID,
-        order_id: uuid.UUID | None = None,
-    ) -> None:
+    async def _append(self, entry: Entry) -> None:
+        """Ledger rows are only ever inserted."""
         await self.session.execute(
             insert(ledger).values(
-                customer_id=customer_id,
-                order_id=order_id,
-                kind=kind.value,
-                points=points,
-                reason=reason,
-                message_id=message_id,
+                customer_id=entry.customer_id,
+                order_id=entry.order_id,
+                kind=entry.kind.value,
+                points=entry.points,
+                reason=entry.reason,
+                message_id=entry.cause,
             )
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,8 +27,9 @@ from messaging.connections import kafka_client_options
 from messaging.consumer import Envelope, PoisonMessageError
 from messaging.database import build_engine
 from point_service.adapters.orm import metadata
+from point_service.entrypoints.consumers import expect_version
 from point_service.service_layer import handlers
-from point_service.service_layer.unit_of_work import UnitOfWork
+from point_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from point_service.settings import PointServiceSettings
 
 ORDER_POINTS = (
@@ -46,7 +48,7 @@ async def replay_into(
     settings: PointServiceSettings, engine: AsyncEngine, group: str
 ) -> tuple[int, int]:
     """Apply every retained `orders` event; return (applied, skipped as poison)."""
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    units = partial(UnitOfWork, async_sessionmaker(engine, expire_on_commit=False))
     consumer = AIOKafkaConsumer(
         **kafka_client_options(settings),
         group_id=group,
@@ -69,7 +71,7 @@ async def replay_into(
                     if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
                         continue
                     try:
-                        await apply(record.headers, record.value, sessions, settings)
+                        await apply(record.headers, record.value, units, settings)
                         applied += 1
                     except (PoisonMessageError, ValueError):
                         skipped += 1
@@ -79,7 +81,7 @@ async def replay_into(
     return applied, skipped
 
 
-# The contracts the live consumer takes on `orders` (entrypoints/app.py).
+# The contracts the live consumer takes on `orders` (entrypoints/consumers.py).
 CONTRACTS: dict[str, type[OrderPlaced] | type[OrderCancelled]] = {
     OrderPlaced.TYPE: OrderPlaced,
     OrderCancelled.TYPE: OrderCancelled,
@@ -87,7 +89,7 @@ CONTRACTS: dict[str, type[OrderPlaced] | type[OrderCancelled]] = {
 
 
 async def apply(
-    headers: Any, value: bytes, sessions: async_sessionmaker[Any], settings: PointServiceSettings
+    headers: Any, value: bytes, units: UnitOfWorkFactory, settings: PointServiceSettings
 ) -> None:
     """Apply one record, judged as the live consumer judges it: what it
     dead-letters is skipped here (PoisonMessageError, ValueError), or the
@@ -98,8 +100,7 @@ async def apply(
     contract = CONTRACTS.get((raw.get("ce_type") or b"").decode(errors="replace"))
     if contract is None:
         raise PoisonMessageError(f"no handler for message type {env.type!r}")
-    if env.schema_version != contract.SCHEMA_VERSION:
-        raise PoisonMessageError(f"{env.type} schema version {env.schema_version}")
+    expect_version(env, contract)
     # FastStream reads the body as JSON under a JSON content type, or none.
     content_type = raw.get("content-type")
     if content_type and not content_type.startswith(b"application/json"):
@@ -108,7 +109,7 @@ async def apply(
         body: Mapping[str, Any] = json.loads(value or b"")
     except RecursionError as exc:  # nested deeper than the parser goes: not a ValueError
         raise PoisonMessageError("JSON nested too deep") from exc
-    uow = UnitOfWork(sessions, env.caused())
+    uow = units(env.caused())
     if contract is OrderPlaced:
         await handlers.order_placed(
             OrderPlaced.model_validate(body), env, uow, settings.points_per_currency_unit

@@ -1,20 +1,55 @@
 """The point service's unit of work: inbox row, ledger rows, balance and outbox
-rows commit together, or not at all."""
+rows commit together, or not at all.
+
+`PointsUnitOfWork` is what the handlers use; `UnitOfWork` is its PostgreSQL
+implementation (tests/unit/point/fakes.py has an in-memory one)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.consumer import DUPLICATES, Envelope
-from messaging.envelope import MessageContext
+from messaging.envelope import MessageContext, OutgoingMessage
 from messaging.inbox.store import first_delivery
 from messaging.unit_of_work import UnitOfWork as BaseUnitOfWork
 from point_service.adapters.orm import inbox, outbox
-from point_service.adapters.repository import PointsRepository
+from point_service.adapters.repository import PointsRepository, SqlPointsRepository
+from point_service.service_layer.messages import collect
+
+
+class PointsUnitOfWork(Protocol):
+    """One transaction: `async with uow:` opens it, `commit()` makes its effects
+    and the messages of its domain events durable; leaving without a commit
+    undoes everything."""
+
+    @property
+    def points(self) -> PointsRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def first_delivery(self, consumer: str, envelope: Envelope) -> bool: ...
+
+    async def commit(self) -> None: ...
+
+
+# How a door opens a unit of work for a message: given the context of the
+# messages it may send.
+UnitOfWorkFactory = Callable[[MessageContext], PointsUnitOfWork]
 
 
 class UnitOfWork(BaseUnitOfWork):
-    points: PointsRepository
+    points: SqlPointsRepository
 
     def __init__(
         self, session_factory: async_sessionmaker[AsyncSession], context: MessageContext
@@ -22,7 +57,7 @@ class UnitOfWork(BaseUnitOfWork):
         super().__init__(session_factory, outbox, context, name="point-db")
 
     def started(self) -> None:
-        self.points = PointsRepository(self.session)
+        self.points = SqlPointsRepository(self.session)
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
         """Record the message in the inbox; False (and counted) for a redelivery."""
@@ -30,3 +65,6 @@ class UnitOfWork(BaseUnitOfWork):
         if not first:
             DUPLICATES.labels(consumer).inc()
         return first
+
+    def collect_messages(self) -> list[OutgoingMessage]:
+        return collect(self.points.seen, self.context)

@@ -1,0 +1,134 @@
+"""The point service's brokers: connections, middlewares, the dead-letter
+policy, the routers of entrypoints/consumers.py and the AsyncAPI description
+of what the service sends through its outbox."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from catalogue.contracts.notifications import SendNotification
+from catalogue.contracts.points import PointsGranted, PointsRevoked
+from catalogue.topology import (
+    DEAD_LETTER_EXCHANGE,
+    NOTIFICATION_SEND,
+    ORDERS,
+    ORDERS_POINT_SERVICE_DLT,
+    POINT_COMMANDS,
+    POINTS,
+)
+from messaging.asyncapi import document_outbox
+from messaging.consumer import (
+    UNREADABLE,
+    DeadLetterPolicy,
+    DeadLetterSink,
+    parse_kafka_record,
+    parse_rabbit_message,
+)
+from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
+from messaging.faststream_security import kafka_security, rabbitmq_security
+from messaging.unavailable import unavailable
+from point_service.domain.model import InsufficientPointsError
+from point_service.entrypoints import consumers
+from point_service.entrypoints.dependencies import provide
+from point_service.settings import PointServiceSettings
+
+# FastStream logs through the process's JSON logging; per-message access lines
+# at DEBUG.
+LOGGER = logging.getLogger("point_service.faststream")
+
+# Never processable as they are: straight to the dead-letter destination.
+POISON = (*UNREADABLE, InsufficientPointsError)
+
+
+def build_brokers(
+    settings: PointServiceSettings,
+    tracer_provider: TracerProvider,
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[KafkaBroker, RabbitBroker]:
+    kafka = kafka_broker(settings, tracer_provider)
+    rabbit = rabbit_broker(settings, tracer_provider)
+    consumers.use_settings(settings)
+    kafka.include_router(consumers.orders)
+    rabbit.include_router(consumers.commands)
+    for broker in (kafka, rabbit):
+        provide(broker, settings, sessions)
+    document_outbox(kafka, POINTS, PointsGranted)
+    document_outbox(kafka, POINTS, PointsRevoked)
+    document_outbox(rabbit, NOTIFICATION_SEND, SendNotification)
+    return kafka, rabbit
+
+
+def kafka_broker(settings: PointServiceSettings, tracer_provider: TracerProvider) -> KafkaBroker:
+    kafka = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        security=kafka_security(settings),
+        acks="all",
+        enable_idempotence=True,
+        parser=parse_kafka_record,
+        **observed(settings, tracer_provider, KafkaTelemetryMiddleware, KafkaPrometheusMiddleware),
+    )
+    dlt = kafka_dead_letter_topic(kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group)
+    kafka.add_middleware(dead_letter_policy(settings, ORDERS.topic, dlt))
+    return kafka
+
+
+def rabbit_broker(settings: PointServiceSettings, tracer_provider: TracerProvider) -> RabbitBroker:
+    rabbit = RabbitBroker(
+        settings.rabbitmq_url(),
+        security=rabbitmq_security(settings),
+        parser=parse_rabbit_message,
+        **observed(
+            settings, tracer_provider, RabbitTelemetryMiddleware, RabbitPrometheusMiddleware
+        ),
+    )
+    queue = POINT_COMMANDS.routing_key
+    policy = dead_letter_policy(
+        settings, queue, rabbit_dead_letter_queue(rabbit, DEAD_LETTER_EXCHANGE, queue)
+    )
+    # Only `point.commands`: `point.balance` answers or rejects (consumers.py).
+    policy.applies = lambda msg: msg.raw_message.routing_key == queue
+    rabbit.add_middleware(policy)
+    return rabbit
+
+
+def observed(
+    settings: PointServiceSettings,
+    tracer_provider: TracerProvider,
+    telemetry: Callable[..., Any],
+    prometheus: Callable[..., Any],
+) -> dict[str, Any]:
+    """A broker's logging, tracing and metrics (its outermost middlewares)."""
+    return {
+        "logger": LOGGER,
+        "log_level": logging.DEBUG,
+        "middlewares": [
+            telemetry(tracer_provider=tracer_provider),
+            prometheus(registry=REGISTRY, app_name=settings.otel_service_name),
+        ],
+    }
+
+
+def dead_letter_policy(
+    settings: PointServiceSettings, source: str, sink: DeadLetterSink
+) -> DeadLetterPolicy:
+    """The innermost middleware: retries and dead letters happen inside the
+    message's span and metrics."""
+    return DeadLetterPolicy(
+        source=source,
+        sink=sink,
+        transient=unavailable,
+        poison=POISON,
+        max_attempts=settings.consumer_max_attempts,
+    )

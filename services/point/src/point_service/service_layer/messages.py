@@ -1,0 +1,88 @@
+"""Which messages each domain event sends, and where: the point service's
+outgoing contract with the rest of the system."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
+from catalogue.contracts.points import PointsGranted, PointsRevoked
+from catalogue.topology import NOTIFICATION_SEND, POINTS
+from messaging.envelope import MessageContext, OutgoingMessage
+from point_service.domain.events import (
+    Event,
+    OrderPointsGranted,
+    OrderPointsRevoked,
+    PointsChanged,
+)
+from point_service.domain.model import Account
+
+SOURCE = "point-service"
+
+
+def outgoing_messages(event: Event, context: MessageContext) -> list[OutgoingMessage]:
+    if isinstance(event, OrderPointsGranted):
+        granted = points_event(event, "order placed", event.order_id)
+        return [to_points(granted, context), points_mail(event, context)]
+    if isinstance(event, OrderPointsRevoked):
+        return [to_points(points_event(event, "order cancelled", event.order_id), context)]
+    return [to_points(points_event(event, event.reason), context)]
+
+
+def points_event(
+    event: PointsChanged, reason: str, order_id: uuid.UUID | None = None
+) -> PointsGranted | PointsRevoked:
+    """A rise of the balance is told as PointsGranted, a fall as PointsRevoked
+    of its size."""
+    if event.points > 0:
+        return PointsGranted(
+            customer_id=event.customer_id,
+            order_id=order_id,
+            points=event.points,
+            balance=event.balance,
+            reason=reason,
+            granted_at=event.at,
+        )
+    return PointsRevoked(
+        customer_id=event.customer_id,
+        order_id=order_id,
+        points=-event.points,
+        balance=event.balance,
+        reason=reason,
+        revoked_at=event.at,
+    )
+
+
+def to_points(data: PointsGranted | PointsRevoked, context: MessageContext) -> OutgoingMessage:
+    # Keyed by customer: a reader of `points` sees one customer's changes in order.
+    return OutgoingMessage(data, POINTS, data.customer_id, SOURCE, context)
+
+
+def points_mail(event: OrderPointsGranted, context: MessageContext) -> OutgoingMessage:
+    """A command with exactly one receiver, on RabbitMQ: tell the customer."""
+    mail = SendNotification(
+        kind=NotificationKind.POINTS,
+        recipient=event.customer_email,
+        subject=f"You earned {event.points} points",
+        body=f"Order {event.order_id} earned you {event.points} points. "
+        f"Your balance is {event.balance}.",
+    )
+    return OutgoingMessage(
+        mail,
+        NOTIFICATION_SEND,
+        event.customer_id,
+        SOURCE,
+        context,
+        priority=PRIORITY[NotificationKind.POINTS],
+    )
+
+
+def collect(accounts: Iterable[Account], context: MessageContext) -> list[OutgoingMessage]:
+    """The messages of the accounts' new events, in the order they happened;
+    each event is taken off its account, so it is sent once."""
+    messages: list[OutgoingMessage] = []
+    for account in accounts:
+        while account.events:
+            messages += outgoing_messages(account.events.pop(0), context)
+    return messages
