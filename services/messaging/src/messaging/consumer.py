@@ -35,7 +35,13 @@ from faststream._internal.context.repository import ContextRepo
 from prometheus_client import Counter
 
 from messaging.backoff import full_jitter
-from messaging.envelope import CAUSATION_ID, CORRELATION_ID, SCHEMA_VERSION, MessageContext
+from messaging.envelope import (
+    CAUSATION_ID,
+    CORRELATION_ID,
+    SCHEMA_VERSION,
+    Contract,
+    MessageContext,
+)
 
 if TYPE_CHECKING:
     from aio_pika import IncomingMessage
@@ -124,6 +130,15 @@ def _text(name: str, value: Any) -> str:
         except UnicodeDecodeError as exc:
             raise PoisonMessageError(f"CloudEvents attribute {name} is not UTF-8") from exc
     return str(value)
+
+
+def expect_version(env: Envelope, contract: type[Contract]) -> None:
+    """Poison unless the message is at the schema version this consumer reads."""
+    if env.schema_version != contract.SCHEMA_VERSION:
+        raise PoisonMessageError(
+            f"{env.type} schema version {env.schema_version} is not supported "
+            f"(this consumer reads {contract.SCHEMA_VERSION})"
+        )
 
 
 def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008

@@ -5,8 +5,6 @@ of what the service sends through its outbox."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -15,7 +13,6 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue.contracts.notifications import SendNotification
@@ -29,6 +26,7 @@ from catalogue.topology import (
     POINTS,
 )
 from messaging.asyncapi import document_outbox
+from messaging.brokers import observed, provide
 from messaging.consumer import (
     UNREADABLE,
     DeadLetterPolicy,
@@ -41,7 +39,7 @@ from messaging.faststream_security import kafka_security, rabbitmq_security
 from messaging.unavailable import unavailable
 from point_service.domain.model import InsufficientPointsError
 from point_service.entrypoints import consumers
-from point_service.entrypoints.dependencies import provide
+from point_service.entrypoints.dependencies import SESSIONS, SETTINGS
 from point_service.settings import PointServiceSettings
 
 # FastStream logs through the process's JSON logging; per-message access lines
@@ -63,7 +61,7 @@ def build_brokers(
     kafka.include_router(consumers.orders)
     rabbit.include_router(consumers.commands)
     for broker in (kafka, rabbit):
-        provide(broker, settings, sessions)
+        provide(broker, **{SETTINGS: settings, SESSIONS: sessions})
     document_outbox(kafka, POINTS, PointsGranted)
     document_outbox(kafka, POINTS, PointsRevoked)
     document_outbox(rabbit, NOTIFICATION_SEND, SendNotification)
@@ -77,7 +75,13 @@ def kafka_broker(settings: PointServiceSettings, tracer_provider: TracerProvider
         acks="all",
         enable_idempotence=True,
         parser=parse_kafka_record,
-        **observed(settings, tracer_provider, KafkaTelemetryMiddleware, KafkaPrometheusMiddleware),
+        **observed(
+            LOGGER,
+            settings.otel_service_name,
+            tracer_provider,
+            KafkaTelemetryMiddleware,
+            KafkaPrometheusMiddleware,
+        ),
     )
     dlt = kafka_dead_letter_topic(kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group)
     kafka.add_middleware(dead_letter_policy(settings, ORDERS.topic, dlt))
@@ -90,7 +94,11 @@ def rabbit_broker(settings: PointServiceSettings, tracer_provider: TracerProvide
         security=rabbitmq_security(settings),
         parser=parse_rabbit_message,
         **observed(
-            settings, tracer_provider, RabbitTelemetryMiddleware, RabbitPrometheusMiddleware
+            LOGGER,
+            settings.otel_service_name,
+            tracer_provider,
+            RabbitTelemetryMiddleware,
+            RabbitPrometheusMiddleware,
         ),
     )
     queue = POINT_COMMANDS.routing_key
@@ -101,23 +109,6 @@ def rabbit_broker(settings: PointServiceSettings, tracer_provider: TracerProvide
     policy.applies = lambda msg: msg.raw_message.routing_key == queue
     rabbit.add_middleware(policy)
     return rabbit
-
-
-def observed(
-    settings: PointServiceSettings,
-    tracer_provider: TracerProvider,
-    telemetry: Callable[..., Any],
-    prometheus: Callable[..., Any],
-) -> dict[str, Any]:
-    """A broker's logging, tracing and metrics (its outermost middlewares)."""
-    return {
-        "logger": LOGGER,
-        "log_level": logging.DEBUG,
-        "middlewares": [
-            telemetry(tracer_provider=tracer_provider),
-            prometheus(registry=REGISTRY, app_name=settings.otel_service_name),
-        ],
-    }
 
 
 def dead_letter_policy(

@@ -35,8 +35,8 @@ from prometheus_client import Histogram
 from catalogue.contracts.orders import OrderCancelled, OrderPlaced
 from catalogue.contracts.points import GetPointBalance, GrantPoints, PointBalance
 from catalogue.topology import ORDERS, POINT_BALANCE, POINT_COMMANDS, POINT_SERVICE_GROUP
-from messaging.consumer import Envelope, PoisonMessageError, has_type
-from messaging.envelope import Contract, MessageContext
+from messaging.consumer import PoisonMessageError, expect_version, has_type
+from messaging.envelope import MessageContext
 from point_service.entrypoints.dependencies import IncomingEnvelope, Settings, UnitsOfWork
 from point_service.service_layer import handlers
 from point_service.settings import PointServiceSettings
@@ -51,14 +51,6 @@ ORDER_TO_POINTS = Histogram(
 # delivers the request with reply_to `amq.rabbitmq.reply-to.<caller>`), never
 # to a queue or exchange the request names.
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to."
-
-
-def expect_version(env: Envelope, contract: type[Contract]) -> None:
-    if env.schema_version != contract.SCHEMA_VERSION:
-        raise PoisonMessageError(
-            f"{env.type} schema version {env.schema_version} is not supported "
-            f"(this consumer reads {contract.SCHEMA_VERSION})"
-        )
 
 
 # -- Kafka `orders` -------------------------------------------------------------

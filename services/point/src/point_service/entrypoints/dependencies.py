@@ -1,8 +1,8 @@
 """What the doors get through FastStream's dependency injection.
 
 The broker factory (entrypoints/brokers.py) puts the process's settings and
-database sessions into each broker's context (`provide`); the doors take them
-as parameters annotated with the aliases below. Tests replace the one way a
+database sessions into each broker's context (messaging.brokers.provide); the
+doors take them as parameters annotated with the aliases below. Tests replace the one way a
 door opens a unit of work: `broker.provider.override(unit_of_work_factory, ...)`.
 """
 
@@ -12,8 +12,6 @@ from functools import partial
 from typing import Annotated
 
 from faststream import Context, Depends
-from faststream.kafka import KafkaBroker
-from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.consumer import Envelope, envelope
@@ -23,15 +21,6 @@ from point_service.settings import PointServiceSettings
 # Context names are paths (FastStream reads "a.b" as attribute b of a): no dots.
 SETTINGS = "settings"
 SESSIONS = "sessions"
-
-
-def provide(
-    broker: KafkaBroker | RabbitBroker,
-    settings: PointServiceSettings,
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    broker.context.set_global(SETTINGS, settings)
-    broker.context.set_global(SESSIONS, sessions)
 
 
 def unit_of_work_factory(

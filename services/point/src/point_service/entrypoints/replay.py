@@ -24,10 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from catalogue.contracts.orders import OrderCancelled, OrderPlaced
 from catalogue.topology import ORDERS
 from messaging.connections import kafka_client_options
-from messaging.consumer import Envelope, PoisonMessageError
+from messaging.consumer import Envelope, PoisonMessageError, expect_version
 from messaging.database import build_engine
 from point_service.adapters.orm import metadata
-from point_service.entrypoints.consumers import expect_version
 from point_service.service_layer import handlers
 from point_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from point_service.settings import PointServiceSettings
