@@ -40,7 +40,7 @@ from messaging.deadletter import kafka_dead_letter_topic
 from notification_service.adapters.mailer import SmtpMailer, TemporaryDeliveryError
 from notification_service.adapters.orm import deliveries
 from notification_service.entrypoints.app import create_app as notification_app
-from notification_service.entrypoints.app import delivery_attempt
+from notification_service.entrypoints.consumers import delivery_attempt
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
 from point_service.entrypoints import replay

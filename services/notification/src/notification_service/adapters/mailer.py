@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -57,6 +58,14 @@ class TemporaryDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Retrying cannot help: the server answered 5xx (e.g. recipient refused)."""
+
+
+class Mailer(Protocol):
+    """What the service layer sends mail with (`SmtpMailer`): it returns once
+    the mail server accepted the mail, or raises TemporaryDeliveryError or
+    PermanentDeliveryError. The mail's Message-ID is `message_id`'s."""
+
+    async def send(self, message_id: str, command: SendNotification) -> None: ...
 
 
 class StartTlsUnavailableError(smtplib.SMTPException):

@@ -1,4 +1,6 @@
-"""Delivering one SendNotification: deduplicate, record, send, commit.
+"""Delivering one SendNotification: deduplicate, record, send, commit. It
+takes the command, its envelope, the attempt it is at, a unit of work and a
+mailer; no broker, no SQL.
 
 The mail goes out before the delivery record commits (both inside one
 transaction that holds a lock on the message id): if the process dies in
@@ -22,59 +24,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue.contracts.notifications import NotificationKind, SendNotification
 from catalogue.topology import NOTIFICATION_RETRY_DELAYS_S
 from messaging.consumer import DUPLICATES, Envelope
-from messaging.inbox.store import first_delivery
 from notification_service.adapters.mailer import (
+    Mailer,
     PermanentDeliveryError,
-    SmtpMailer,
     TemporaryDeliveryError,
 )
-from notification_service.adapters.orm import deliveries, inbox
+from notification_service.domain.model import (
+    AttemptPolicy,
+    Delivered,
+    Delivery,
+    Duplicate,
+    Outcome,
+    Park,
+    RetryLater,
+)
+from notification_service.service_layer.unit_of_work import (
+    NotificationUnitOfWork,
+    Transactions,
+    unit_of_work,
+)
+
+# The outcomes are the domain's; callers read them from here too.
+__all__ = [
+    "CONSUMER",
+    "MAX_ATTEMPTS",
+    "POLICY",
+    "Delivered",
+    "Duplicate",
+    "Outcome",
+    "Park",
+    "RetryLater",
+    "already_delivered",
+    "deliver",
+]
 
 LOGGER = logging.getLogger(__name__)
 CONSUMER = "notification-service.send"
-# Attempts in all: the first, then one per retry delay.
-MAX_ATTEMPTS = len(NOTIFICATION_RETRY_DELAYS_S) + 1
+POLICY = AttemptPolicy(NOTIFICATION_RETRY_DELAYS_S)
+MAX_ATTEMPTS = POLICY.max_attempts
 
 OUTCOMES = Counter(
     "notification_deliveries_total",
     "Outcome of each SendNotification delivery attempt (delivered, duplicate, retry, parked).",
     ["kind", "outcome"],
 )
-
-
-@dataclass(frozen=True)
-class Delivered:
-    pass
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    pass
-
-
-@dataclass(frozen=True)
-class RetryLater:
-    next_attempt: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Park:
-    reason: str
-
-
-Outcome = Delivered | Duplicate | RetryLater | Park
 LABELS: dict[type[Outcome], str] = {
     Delivered: "delivered",
     Duplicate: "duplicate",
@@ -98,32 +98,16 @@ END_TO_END = Histogram(
 )
 
 
-async def already_delivered(session: AsyncSession, envelope: Envelope) -> bool:
-    """In the inbox, or in the delivery history, which is kept longer: a copy
-    that arrives after its inbox row was purged still mails nothing."""
-    found = await session.execute(
-        select(inbox.c.message_id).where(
-            inbox.c.consumer == CONSUMER, inbox.c.message_id == envelope.id
-        )
-    )
-    if found.first() is not None:
-        return True
-    delivered = await session.execute(
-        select(deliveries.c.message_id).where(deliveries.c.message_id == envelope.id)
-    )
-    return delivered.first() is not None
-
-
 async def deliver(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
-    sessions: async_sessionmaker[AsyncSession],
-    mailer: SmtpMailer,
+    uow: NotificationUnitOfWork | Transactions,
+    mailer: Mailer,
 ) -> Outcome:
     """Deliver once; a cancelled caller (the message stays unacked and comes back)
     does not cancel a delivery under way, which finishes and records itself."""
-    task = asyncio.ensure_future(_deliver_and_count(command, envelope, attempt, sessions, mailer))
+    task = asyncio.ensure_future(_deliver_and_count(command, envelope, attempt, uow, mailer))
     _UNDER_WAY.add(task)
     task.add_done_callback(_finished)
     return await asyncio.shield(task)
@@ -145,10 +129,10 @@ async def _deliver_and_count(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
-    sessions: async_sessionmaker[AsyncSession],
-    mailer: SmtpMailer,
+    uow: NotificationUnitOfWork | Transactions,
+    mailer: Mailer,
 ) -> Outcome:
-    outcome = await _deliver(command, envelope, attempt, sessions, mailer)
+    outcome = await _deliver(command, envelope, attempt, uow, mailer)
     OUTCOMES.labels(command.kind.value, LABELS[type(outcome)]).inc()
     if isinstance(outcome, Delivered) and envelope.time is not None:
         END_TO_END.labels(command.kind.value).observe(
@@ -161,53 +145,32 @@ async def _deliver(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
-    sessions: async_sessionmaker[AsyncSession],
-    mailer: SmtpMailer,
+    work: NotificationUnitOfWork | Transactions,
+    mailer: Mailer,
 ) -> Outcome:
     # One delivery per message id, even for two copies handled at the same time
-    # (prefetch lets several run concurrently): the transaction-scoped advisory
-    # lock on the id makes a concurrent copy wait, then find the first one's record.
-    try:
-        async with sessions.begin() as session:
-            await session.execute(select(func.pg_advisory_xact_lock(lock_key(envelope.id))))
-            if await already_delivered(session, envelope):
-                DUPLICATES.labels(CONSUMER).inc()
-                return Duplicate()
-            await first_delivery(session, inbox, CONSUMER, envelope.id, envelope.type)
-            await session.execute(
-                insert(deliveries).values(
-                    message_id=envelope.id,
-                    kind=command.kind.value,
-                    recipient=command.recipient,
-                    subject=command.subject,
-                    attempts=attempt,
-                )
-            )
-            try:
-                await mailer.send(str(envelope.id), command)
-            except PermanentDeliveryError as exc:
-                raise _NotSentError(Park(f"permanent SMTP failure: {exc.reason}")) from exc
-            except TemporaryDeliveryError as exc:
-                if attempt >= MAX_ATTEMPTS:
-                    later: Park | RetryLater = Park(
-                        f"still failing after {attempt} attempts: {exc.reason}"
-                    )
-                else:
-                    later = RetryLater(attempt + 1, exc.reason)
-                raise _NotSentError(later) from exc
-    except _NotSentError as not_sent:
-        return not_sent.outcome
+    # (prefetch lets several run concurrently): the lock on the id makes a
+    # concurrent copy wait, then find the first one's record.
+    async with unit_of_work(work) as uow:
+        await uow.lock.hold(envelope.id)
+        if await already_delivered(uow, envelope):
+            DUPLICATES.labels(CONSUMER).inc()
+            return Duplicate()
+        await uow.first_delivery(CONSUMER, envelope)
+        await uow.deliveries.add(
+            Delivery(envelope.id, command.kind.value, command.recipient, command.subject, attempt)
+        )
+        try:
+            await mailer.send(str(envelope.id), command)
+        except PermanentDeliveryError as exc:
+            return POLICY.after_permanent_failure(exc.reason)  # not sent: rolled back
+        except TemporaryDeliveryError as exc:
+            return POLICY.after_temporary_failure(attempt, exc.reason)
+        await uow.commit()
     return Delivered()
 
 
-class _NotSentError(Exception):
-    """The mail did not go out: the delivery's record is rolled back."""
-
-    def __init__(self, outcome: Park | RetryLater) -> None:
-        super().__init__(outcome)
-        self.outcome = outcome
-
-
-def lock_key(message_id: uuid.UUID) -> int:
-    """A signed 64-bit advisory lock key from the message id."""
-    return (message_id.int & 0xFFFF_FFFF_FFFF_FFFF) - (1 << 63)
+async def already_delivered(uow: NotificationUnitOfWork, envelope: Envelope) -> bool:
+    """In the inbox, or in the delivery history, which is kept longer: a copy
+    that arrives after its inbox row was purged still mails nothing."""
+    return await uow.in_inbox(CONSUMER, envelope) or await uow.deliveries.delivered(envelope.id)

@@ -1,0 +1,73 @@
+"""A delivery of one notification, and what can come of an attempt at it.
+
+A delivery is the record that a mail went out (the delivery history, kept
+longer than the inbox). An attempt ends in one of four outcomes: delivered;
+a duplicate (delivered before: nothing is sent); retry later, at the next
+attempt; or parked, with the reason. `AttemptPolicy` decides between the last
+two when the mail server refuses."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A mail that went out: one per message id."""
+
+    message_id: uuid.UUID
+    kind: str
+    recipient: str
+    subject: str
+    # Delivery attempts it took (1 = first try).
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Delivered:
+    pass
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    pass
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    next_attempt: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Park:
+    reason: str
+
+
+Outcome = Delivered | Duplicate | RetryLater | Park
+
+
+@dataclass(frozen=True)
+class AttemptPolicy:
+    """Attempts in all: the first, then one per retry delay (the retry queues'
+    delays, from the topology)."""
+
+    retry_delays_s: tuple[float, ...]
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays_s) + 1
+
+    def allows(self, attempt: int) -> bool:
+        return 1 <= attempt <= self.max_attempts
+
+    def after_permanent_failure(self, reason: str) -> Park:
+        """Retrying cannot help (the server answered 5xx): park at once."""
+        return Park(f"permanent SMTP failure: {reason}")
+
+    def after_temporary_failure(self, attempt: int, reason: str) -> Park | RetryLater:
+        """Worth another try, unless this was the last attempt."""
+        if attempt >= self.max_attempts:
+            return Park(f"still failing after {attempt} attempts: {reason}")
+        return RetryLater(attempt + 1, reason)
