@@ -1,0 +1,154 @@
+"""notification-service's real broker (entrypoints/brokers.py: middlewares,
+the dead-letter policy, the router) under FastStream's in-memory test broker,
+with the in-memory database behind the unit-of-work dependency and a fake
+mailer in the broker's context."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from faststream import Context, StreamMessage
+from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue, TestRabbitBroker
+from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from catalogue.contracts.notifications import SendNotification
+from catalogue.topology import (
+    DEAD_LETTER_EXCHANGE,
+    NOTIFICATION_PARKING_LOT,
+    NOTIFICATION_RETRY_DELAYS_S,
+    NOTIFICATION_RETRY_EXCHANGE,
+    NOTIFICATION_SEND,
+    notification_retry_queue,
+)
+from messaging.asyncapi import placeholder_settings
+from notification_service.entrypoints.brokers import build_brokers
+from notification_service.entrypoints.dependencies import unit_of_work_factory
+from notification_service.service_layer.unit_of_work import UnitOfWorkFactory
+from notification_service.settings import NotificationServiceSettings
+from tests.unit.notification.builders import sent
+from tests.unit.notification.fakes import FakeDatabase, FakeMailer
+
+QUEUE = NOTIFICATION_SEND.routing_key
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message as it arrived: which queue, body, headers, properties."""
+
+    queue: str
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str | None
+    correlation_id: str | None
+    content_type: str | None
+    priority: int | None
+
+
+@dataclass
+class Notification:
+    db: FakeDatabase
+    mailer: FakeMailer
+    rabbit: RabbitBroker
+    parked: list[Received] = field(default_factory=list)
+    retried: list[Received] = field(default_factory=list)
+
+    async def send(
+        self,
+        command: SendNotification,
+        *,
+        message_id: uuid.UUID | None = None,
+        headers: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        at: datetime | None = None,
+    ) -> uuid.UUID:
+        """Deliver `command` as its producer sends it (CloudEvents binary mode,
+        its kind's priority); `headers` and `body` replace parts of it."""
+        message = sent(command, message_id, at)
+        await self.rabbit.publish(
+            command.model_dump_json().encode() if body is None else body,
+            QUEUE,
+            headers={**message.binary_mode_headers(), **(headers or {})},
+            message_id=str(message.id),
+            correlation_id=message.context.correlation_id,
+            content_type="application/json",
+            priority=message.priority,
+        )
+        return message.id
+
+    async def redeliver(self, retried: Received) -> None:
+        """A message back from its retry queue, as the dead-letter exchange returns it."""
+        await self.rabbit.publish(
+            retried.body,
+            QUEUE,
+            headers=retried.headers,
+            message_id=retried.message_id,
+            correlation_id=retried.correlation_id,
+            content_type=retried.content_type,
+            priority=retried.priority,
+        )
+
+
+async def undecoded(message: StreamMessage[Any]) -> bytes:
+    """The body as it came: a parked message need not be JSON (and a recorder
+    that failed on it would be parked in turn, by the same policy)."""
+    return message.body
+
+
+def record_parked_and_retried(notification: Notification) -> None:
+    def recorder(into: list[Received]) -> Any:
+        async def record(message: Any = Context("message")) -> None:  # noqa: B008
+            raw = message.raw_message
+            into.append(
+                Received(
+                    raw.routing_key,
+                    message.body,
+                    dict(message.headers),
+                    message.message_id,
+                    message.correlation_id,
+                    message.content_type,
+                    raw.priority,
+                )
+            )
+
+        return record
+
+    retry_queues = [
+        notification_retry_queue(n) for n in range(1, len(NOTIFICATION_RETRY_DELAYS_S) + 1)
+    ]
+    queues = [(NOTIFICATION_PARKING_LOT, QUEUE, DEAD_LETTER_EXCHANGE, notification.parked)]
+    queues += [(q, q, NOTIFICATION_RETRY_EXCHANGE, notification.retried) for q in retry_queues]
+    for queue, routing_key, exchange, into in queues:
+        notification.rabbit.subscriber(
+            RabbitQueue(queue, routing_key=routing_key),
+            RabbitExchange(exchange),
+            no_reply=True,
+            decoder=undecoded,
+        )(recorder(into))
+
+
+def settings(**values: Any) -> NotificationServiceSettings:
+    return NotificationServiceSettings.model_validate({**placeholder_settings(), **values})
+
+
+@contextlib.asynccontextmanager
+async def running(
+    db: FakeDatabase, mailer: FakeMailer, **setting_values: Any
+) -> AsyncIterator[Notification]:
+    rabbit = build_brokers(
+        settings(**setting_values), TracerProvider(), async_sessionmaker(), mailer
+    )
+    notification = Notification(db, mailer, rabbit)
+    record_parked_and_retried(notification)
+
+    def in_memory() -> UnitOfWorkFactory:
+        return db.unit_of_work
+
+    with rabbit.provider.scope(unit_of_work_factory, in_memory):
+        async with TestRabbitBroker(rabbit):
+            yield notification
