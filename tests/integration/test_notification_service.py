@@ -21,6 +21,7 @@ from messaging.consumer import Envelope
 from messaging.database import build_engine
 from notification_service.adapters.mailer import SmtpMailer
 from notification_service.service_layer import handlers
+from notification_service.service_layer.unit_of_work import UnitOfWork
 from notification_service.settings import NotificationServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
@@ -130,14 +131,16 @@ async def test_a_delivery_cancelled_after_the_mail_went_out_is_recorded_not_rese
         causation_id=None,
     )
     try:
-        first = asyncio.create_task(handlers.deliver(command, env, 1, sessions, mailer))
+        first = asyncio.create_task(handlers.deliver(command, env, 1, UnitOfWork(sessions), mailer))
         await asyncio.wait_for(accepted.wait(), 10)
         first.cancel()
         resume.set()
         with pytest.raises(asyncio.CancelledError):
             await first
         # The redelivered command finds the record the cancelled one still wrote.
-        again = await asyncio.wait_for(handlers.deliver(command, env, 1, sessions, mailer), 10)
+        again = await asyncio.wait_for(
+            handlers.deliver(command, env, 1, UnitOfWork(sessions), mailer), 10
+        )
         assert again == handlers.Duplicate()
         await mail.wait_for(to, 1)
         await asyncio.sleep(1)

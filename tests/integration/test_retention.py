@@ -37,6 +37,7 @@ from messaging.inbox.retention import Retention, RetentionTask, purge_batch
 from notification_service.adapters import orm as notification_orm
 from notification_service.adapters.mailer import SmtpMailer
 from notification_service.service_layer import handlers as notification_handlers
+from notification_service.service_layer.unit_of_work import UnitOfWork as NotificationUnitOfWork
 from notification_service.settings import NotificationServiceSettings
 from order_service.adapters.orm import idempotency_keys
 from order_service.settings import OrderServiceSettings
@@ -447,12 +448,12 @@ async def test_notification_service_does_not_mail_a_forgotten_duplicate_again(
     env = envelope_for(SendNotification.TYPE)
     try:
         outcome = await notification_handlers.deliver(
-            command, env, 1, sessions, cast(SmtpMailer, mailer)
+            command, env, 1, NotificationUnitOfWork(sessions), cast(SmtpMailer, mailer)
         )
         assert isinstance(outcome, notification_handlers.Delivered)
         await forget(conn, env)
         again = await notification_handlers.deliver(
-            command, env, 1, sessions, cast(SmtpMailer, mailer)
+            command, env, 1, NotificationUnitOfWork(sessions), cast(SmtpMailer, mailer)
         )
         assert isinstance(again, notification_handlers.Duplicate)
         assert mailer.sent == [str(env.id)]

@@ -42,6 +42,7 @@ from notification_service.adapters.orm import deliveries
 from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.entrypoints.consumers import delivery_attempt
 from notification_service.service_layer import handlers
+from notification_service.service_layer.unit_of_work import UnitOfWork
 from notification_service.settings import NotificationServiceSettings
 from point_service.entrypoints import replay
 from point_service.entrypoints.app import create_app as point_app
@@ -354,22 +355,29 @@ def command_and_envelope() -> tuple[SendNotification, Envelope]:
     return command, envelope
 
 
+async def deliver(
+    command: SendNotification, envelope: Envelope, sessions: Sessions, mailer: Mailer
+) -> handlers.Outcome:
+    uow = UnitOfWork(sessions)  # type: ignore[arg-type]
+    return await handlers._deliver(command, envelope, 1, uow, cast(SmtpMailer, mailer))
+
+
 async def test_a_delivery_the_database_refuses_sends_no_mail() -> None:
     """The row was written after the mail went out: each retry of the policy
     mailed again (5 mails, then parked)."""
     sessions, mailer = Sessions(refuse_delivery_row=True), Mailer()
     command, envelope = command_and_envelope()
     with pytest.raises(sqlalchemy.exc.DBAPIError):
-        await handlers._deliver(command, envelope, 1, sessions, cast(SmtpMailer, mailer))  # type: ignore[arg-type]
+        await deliver(command, envelope, sessions, mailer)
     assert mailer.sent == 0
 
 
 async def test_a_delivered_mail_commits_its_record_and_a_failed_one_rolls_it_back() -> None:
     command, envelope = command_and_envelope()
     sessions, mailer = Sessions(), Mailer()
-    outcome = await handlers._deliver(command, envelope, 1, sessions, cast(SmtpMailer, mailer))  # type: ignore[arg-type]
+    outcome = await deliver(command, envelope, sessions, mailer)
     assert (outcome, mailer.sent, sessions.committed) == (handlers.Delivered(), 1, 1)
     sessions, mailer = Sessions(), Mailer(fail=True)
-    outcome = await handlers._deliver(command, envelope, 1, sessions, cast(SmtpMailer, mailer))  # type: ignore[arg-type]
+    outcome = await deliver(command, envelope, sessions, mailer)
     assert isinstance(outcome, handlers.RetryLater)
     assert (sessions.committed, sessions.rolled_back) == (0, 1)

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification_service.adapters.lock import lock_key
 from notification_service.adapters.mailer import SmtpMailer, TemporaryDeliveryError
 from notification_service.service_layer.handlers import Delivered, RetryLater, deliver
-from notification_service.service_layer.unit_of_work import UnitOfWork, unit_of_work
+from notification_service.service_layer.unit_of_work import UnitOfWork
 from tests.unit.notification.builders import envelope_of, mail
-from tests.unit.notification.fakes import FakeDatabase, FakeMailer
+from tests.unit.notification.fakes import FakeMailer
 
 
 class Nothing:
@@ -51,7 +51,7 @@ class Transactions:
 async def test_a_delivery_locks_reads_records_and_commits_in_that_order() -> None:
     transactions, mailer = Transactions(), FakeMailer()
     command = mail()
-    outcome = await deliver(command, envelope_of(command), 1, transactions, mailer)
+    outcome = await deliver(command, envelope_of(command), 1, UnitOfWork(transactions), mailer)
     assert outcome == Delivered()
     lock, inbox_read, history_read, inbox_write, record = transactions.statements
     assert lock.startswith("SELECT pg_advisory_xact_lock(")
@@ -67,7 +67,7 @@ async def test_a_mail_not_sent_rolls_its_record_back() -> None:
     transactions = Transactions()
     mailer = FakeMailer(refusals=[TemporaryDeliveryError("421")])
     command = mail()
-    outcome = await deliver(command, envelope_of(command), 1, transactions, mailer)
+    outcome = await deliver(command, envelope_of(command), 1, UnitOfWork(transactions), mailer)
     assert isinstance(outcome, RetryLater)
     assert transactions.ends == ["rollback (_LeftWithoutCommitError)"]
 
@@ -91,16 +91,6 @@ async def test_a_commit_ends_the_transaction_once() -> None:
         await uow.commit()
         await uow.commit()
     assert transactions.ends == ["commit"]
-
-
-def test_a_session_factory_is_taken_for_a_unit_of_work_on_it() -> None:
-    """As the integration tests call handlers.deliver: with the sessions."""
-    sessions: async_sessionmaker[AsyncSession] = async_sessionmaker()
-    made = unit_of_work(sessions)
-    assert isinstance(made, UnitOfWork)
-    assert made.transactions is sessions
-    fake = FakeDatabase().unit_of_work()
-    assert unit_of_work(fake) is fake
 
 
 def test_the_lock_key_is_the_ids_low_64_bits_signed() -> None:

@@ -45,11 +45,7 @@ from notification_service.domain.model import (
     Park,
     RetryLater,
 )
-from notification_service.service_layer.unit_of_work import (
-    NotificationUnitOfWork,
-    Transactions,
-    unit_of_work,
-)
+from notification_service.service_layer.unit_of_work import NotificationUnitOfWork
 
 # The outcomes are the domain's; callers read them from here too.
 __all__ = [
@@ -102,7 +98,7 @@ async def deliver(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
-    uow: NotificationUnitOfWork | Transactions,
+    uow: NotificationUnitOfWork,
     mailer: Mailer,
 ) -> Outcome:
     """Deliver once; a cancelled caller (the message stays unacked and comes back)
@@ -129,7 +125,7 @@ async def _deliver_and_count(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
-    uow: NotificationUnitOfWork | Transactions,
+    uow: NotificationUnitOfWork,
     mailer: Mailer,
 ) -> Outcome:
     outcome = await _deliver(command, envelope, attempt, uow, mailer)
@@ -145,13 +141,13 @@ async def _deliver(
     command: SendNotification,
     envelope: Envelope,
     attempt: int,
-    work: NotificationUnitOfWork | Transactions,
+    uow: NotificationUnitOfWork,
     mailer: Mailer,
 ) -> Outcome:
     # One delivery per message id, even for two copies handled at the same time
     # (prefetch lets several run concurrently): the lock on the id makes a
     # concurrent copy wait, then find the first one's record.
-    async with unit_of_work(work) as uow:
+    async with uow:
         await uow.lock.hold(envelope.id)
         if await already_delivered(uow, envelope):
             DUPLICATES.labels(CONSUMER).inc()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,7 +58,6 @@ class NotificationUnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], NotificationUnitOfWork]
 
 
-@runtime_checkable
 class Transactions(Protocol):
     """What opens a database transaction: an `async_sessionmaker`, whose
     `begin()` commits on a clean exit and rolls back on an error."""
@@ -115,9 +114,3 @@ class UnitOfWork:
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
             await transaction.__aexit__(None, None, None)
-
-
-def unit_of_work(work: NotificationUnitOfWork | Transactions) -> NotificationUnitOfWork:
-    """`work` itself, or a unit of work on the session factory given instead
-    (as callers from before units of work, e.g. tests/integration, still do)."""
-    return UnitOfWork(work) if isinstance(work, Transactions) else work
