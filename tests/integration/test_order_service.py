@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
+from messaging.outbox.writer import write_to_outbox
 from order_service.domain.model import Line
 from order_service.service_layer import handlers
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -87,24 +88,28 @@ async def test_placing_an_order_writes_the_order_and_its_messages_in_one_transac
     assert headers["trace"]["traceparent"].startswith("00-")
 
 
+class FailsBeforeCommit(UnitOfWork):
+    async def commit(self) -> None:
+        await write_to_outbox(self.session, self.outbox, self.collect_messages())
+        raise RuntimeError("the request fails after the order and its messages were written")
+
+
 async def test_a_rolled_back_transaction_produces_no_message(
     local_stack: LocalStack, db: asyncpg.Connection
 ) -> None:
     env = Apps(local_stack).order_service_env()
     settings = OrderServiceSettings.model_validate({k.lower(): v for k, v in env.items()})
     engine = build_engine(settings, "tests")
-    uow = UnitOfWork(async_sessionmaker(engine, expire_on_commit=False), MessageContext("rollback"))
+    uow = FailsBeforeCommit(
+        async_sessionmaker(engine, expire_on_commit=False), MessageContext("rollback")
+    )
     since = await kafka.end_offsets(local_stack.kafka_bootstrap, "orders")
     customer = f"rollback-{uuid.uuid4().hex[:8]}"
-
-    def render(order: Any) -> dict[str, Any]:
-        raise RuntimeError("the request fails after the order was added")
 
     with pytest.raises(RuntimeError):
         await handlers.place_order(
             handlers.PlaceOrder(customer, "x@example.com", "EUR", [Line("sku", 1, Decimal(1))]),
             uow,
-            render,
         )
     await engine.dispose()
     assert await db.fetchval("select count(*) from orders where customer_id = $1", customer) == 0

@@ -1,6 +1,6 @@
-"""What a service's shape test reads from its source: the packages a module
-imports, the functions longer than a limit, and whether an implementation has
-a Protocol's members (tests/unit/<service>/test_shape.py)."""
+"""What a service's test_shape.py checks, for any service: the top-level
+packages a module imports, functions over a length, and whether a class has
+the members of a Protocol with the same parameters."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import ast
 import inspect
 from pathlib import Path
 from typing import Any
+
+
+def python_modules(root: Path, *parts: str) -> list[Path]:
+    return sorted(root.joinpath(*parts).rglob("*.py"))
 
 
 def imported(path: Path) -> set[str]:
@@ -21,23 +25,24 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def long_functions(source: Path, max_lines: int) -> list[str]:
-    """`module:function (n lines)` for each function below `source` longer than
-    `max_lines`, its decorators included."""
+def longer_functions(root: Path, max_lines: int) -> list[str]:
+    """`module:function (n lines)` of every function below `root` longer than
+    `max_lines`, decorators included."""
     long = []
-    for path in sorted(source.rglob("*.py")):
+    for path in python_modules(root):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
                 length = (node.end_lineno or node.lineno) - start + 1
                 if length > max_lines:
-                    long.append(f"{path.relative_to(source)}:{node.name} ({length} lines)")
+                    long.append(f"{path.relative_to(root)}:{node.name} ({length} lines)")
     return long
 
 
 def signatures(protocol: type, implementation: type) -> dict[str, tuple[Any, Any]]:
-    """Per member of `protocol`: its parameter names there and in `implementation`
-    ('attribute' for a property, None where the implementation lacks it)."""
+    """Per member of `protocol` (its own and those of the Protocols it extends):
+    its parameter names there and in `implementation` ('attribute' for a
+    property, None where the implementation lacks it)."""
 
     def shape(cls: type, name: str) -> Any:
         member = inspect.getattr_static(cls, name, None)
@@ -45,17 +50,24 @@ def signatures(protocol: type, implementation: type) -> dict[str, tuple[Any, Any
             return "attribute"
         return None if member is None else list(inspect.signature(member).parameters)
 
-    members = [
+    protocols = [c for c in protocol.__mro__ if getattr(c, "_is_protocol", False)]
+    members = {
         name
-        for name, value in vars(protocol).items()
+        for cls in protocols
+        for name, value in vars(cls).items()
         if (isinstance(value, property) or inspect.isfunction(value))
         and (not name.startswith("_") or name in {"__aenter__", "__aexit__"})
-    ]
+    }
     return {name: (shape(protocol, name), shape(implementation, name)) for name in members}
 
 
-def differences(protocol: type, implementation: type) -> tuple[set[str], dict[str, Any]]:
-    """The protocol's members, and those the implementation has otherwise (its
-    parameter names, or None where it lacks the member)."""
+def unlike(protocol: type, implementation: type) -> dict[str, Any]:
+    """The members of `protocol` that `implementation` lacks or takes other
+    parameters for: name -> what `implementation` has."""
     shapes = signatures(protocol, implementation)
-    return set(shapes), {n: theirs for n, (ours, theirs) in shapes.items() if ours != theirs}
+    return {name: theirs for name, (ours, theirs) in shapes.items() if ours != theirs}
+
+
+def differences(protocol: type, implementation: type) -> tuple[set[str], dict[str, Any]]:
+    """The protocol's members, and those the implementation has otherwise."""
+    return set(signatures(protocol, implementation)), unlike(protocol, implementation)

@@ -14,7 +14,7 @@ from notification_service.adapters.lock import AdvisoryMessageLock, MessageLock
 from notification_service.adapters.mailer import Mailer, SmtpMailer
 from notification_service.adapters.repository import DeliveriesRepository, SqlDeliveriesRepository
 from notification_service.service_layer.unit_of_work import NotificationUnitOfWork, UnitOfWork
-from tests.support.shape import differences, imported, long_functions
+from tests.support.shape import differences, imported, longer_functions
 from tests.unit.notification.fakes import (
     FakeDatabase,
     FakeDeliveriesRepository,
@@ -38,7 +38,7 @@ def test_the_use_case_knows_no_broker_and_no_sql() -> None:
 
 
 def test_no_function_is_longer_than_60_lines() -> None:
-    assert long_functions(SOURCE, 60) == []
+    assert longer_functions(SOURCE, 60) == []
 
 
 UNIT_OF_WORK = {

@@ -1,9 +1,11 @@
-"""Loads and saves order aggregates through a SQLAlchemy session."""
+"""Order persistence: what the service layer needs (`OrderRepository`) and its
+SQLAlchemy implementation (`SqlOrderRepository`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +14,23 @@ from order_service.adapters.orm import order_lines, orders
 from order_service.domain.model import Line, Order, OrderStatus
 
 
-class OrderRepository:
+class OrderRepository(Protocol):
+    """Orders, as the handlers use them. An order added, or read with
+    `for_update`, is remembered, so that the unit of work can turn its domain
+    events into messages at commit."""
+
+    async def add(self, order: Order) -> None: ...
+
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
+
+    async def list_by_customer(self, customer_id: str, limit: int) -> list[Order]: ...
+
+    async def count_by_customer(self, customer_id: str) -> int: ...
+
+    async def save_status(self, order: Order) -> None: ...
+
+
+class SqlOrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self.seen: list[Order] = []

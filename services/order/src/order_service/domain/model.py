@@ -1,6 +1,6 @@
 """The order aggregate: plain Python, no I/O. Changing an order records the
-events that describe the change; the service layer turns them into outbox
-messages committed with the order."""
+domain events (domain/events.py) that describe the change; the service layer
+turns them into outbox messages committed with the order."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from catalogue.contracts.orders import OrderCancelled, OrderLine, OrderPlaced
-from messaging.envelope import Contract
+from order_service.domain.events import Event, OrderCancelled, OrderPlaced
 
 
 class OrderStatus(enum.StrEnum):
@@ -40,7 +39,7 @@ class Order:
     status: OrderStatus = OrderStatus.PLACED
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     cancelled_at: datetime | None = None
-    events: list[Contract] = field(default_factory=list, repr=False, compare=False)
+    events: list[Event] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def total(self) -> Decimal:
@@ -58,10 +57,7 @@ class Order:
                 customer_email=customer_email,
                 currency=currency,
                 total=order.total,
-                lines=[
-                    OrderLine(sku=x.sku, quantity=x.quantity, unit_price=x.unit_price)
-                    for x in lines
-                ],
+                lines=tuple(lines),
                 placed_at=order.created_at,
             )
         )

@@ -1,18 +1,21 @@
-"""The order service's use cases. Every door (HTTP today) calls these."""
+"""The order service's use cases; the HTTP door calls these. Each runs in one
+unit of work: the order, its Idempotency-Key and the messages of its domain
+events commit together. They take a command (or an id) and a unit of work,
+and return domain results; no HTTP, no broker, no SQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-
-from order_service.adapters.orm import idempotency_keys
+from catalogue.contracts.points import PointBalance
 from order_service.domain.model import Line, Order
-from order_service.service_layer.unit_of_work import UnitOfWork
+from order_service.service_layer.unit_of_work import OrdersUnitOfWork
+
+if TYPE_CHECKING:
+    from order_service.adapters.points_client import Unavailable
 
 
 class OrderNotFoundError(Exception):
@@ -34,67 +37,56 @@ class PlaceOrder:
 
 
 @dataclass(frozen=True)
-class StoredResponse:
-    status_code: int
-    body: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class IdempotentRequest:
     key: str
     request_hash: str
 
 
+@dataclass(frozen=True)
+class PlacedOrder:
+    """The order a request placed; `replayed`: placed by the first request with
+    the same Idempotency-Key, and as it was then."""
+
+    order: Order
+    replayed: bool = False
+
+
+class PointBalances(Protocol):
+    """point-service's answer, or why there is none (adapters/points_client.py)."""
+
+    async def balance(self, customer_id: str) -> PointBalance | Unavailable: ...
+
+
+@dataclass(frozen=True)
+class CustomerSummary:
+    customer_id: str
+    orders: int
+    points: PointBalance | Unavailable
+
+
 async def place_order(
-    command: PlaceOrder,
-    uow: UnitOfWork,
-    render: Callable[[Order], dict[str, Any]],
-    idempotency: IdempotentRequest | None = None,
-) -> StoredResponse:
-    """Place an order. With an idempotency key, the first request's response is
-    stored in the same transaction as the order, and a retry returns it."""
+    command: PlaceOrder, uow: OrdersUnitOfWork, idempotency: IdempotentRequest | None = None
+) -> PlacedOrder:
+    """Place an order. With an idempotency key, the order is remembered with
+    the key in the same transaction, and a retry gets it back."""
     async with uow:
         if idempotency is not None:
-            claimed = await uow.session.execute(
-                insert(idempotency_keys)
-                .values(key=idempotency.key, request_hash=idempotency.request_hash)
-                .on_conflict_do_nothing()
-                .returning(idempotency_keys.c.key)
-            )
-            if claimed.first() is None:
-                # Inserted by an earlier request; a concurrent one has committed by now,
-                # because the conflicting insert waited for it.
-                stored = (
-                    (
-                        await uow.session.execute(
-                            select(idempotency_keys).where(
-                                idempotency_keys.c.key == idempotency.key
-                            )
-                        )
-                    )
-                    .mappings()
-                    .one()
-                )
-                if stored["request_hash"] != idempotency.request_hash:
+            first = await uow.idempotency_keys.claim(idempotency.key, idempotency.request_hash)
+            if first is not None:
+                if first.request_hash != idempotency.request_hash:
                     raise IdempotencyKeyReusedError(idempotency.key)
-                return StoredResponse(stored["status_code"], stored["response"])
-
+                return PlacedOrder(first.order, replayed=True)
         order = Order.place(
             command.customer_id, command.customer_email, command.currency, command.lines
         )
         await uow.orders.add(order)
-        response = StoredResponse(201, render(order))
         if idempotency is not None:
-            await uow.session.execute(
-                update(idempotency_keys)
-                .where(idempotency_keys.c.key == idempotency.key)
-                .values(status_code=response.status_code, response=response.body)
-            )
+            await uow.idempotency_keys.remember(idempotency.key, order)
         await uow.commit()
-        return response
+        return PlacedOrder(order)
 
 
-async def cancel_order(order_id: uuid.UUID, uow: UnitOfWork) -> Order:
+async def cancel_order(order_id: uuid.UUID, uow: OrdersUnitOfWork) -> Order:
     async with uow:
         order = await uow.orders.get(order_id, for_update=True)
         if order is None:
@@ -106,7 +98,7 @@ async def cancel_order(order_id: uuid.UUID, uow: UnitOfWork) -> Order:
         return order
 
 
-async def get_order(order_id: uuid.UUID, uow: UnitOfWork) -> Order:
+async def get_order(order_id: uuid.UUID, uow: OrdersUnitOfWork) -> Order:
     async with uow:
         order = await uow.orders.get(order_id)
         if order is None:
@@ -114,11 +106,22 @@ async def get_order(order_id: uuid.UUID, uow: UnitOfWork) -> Order:
         return order
 
 
-async def list_orders(customer_id: str, limit: int, uow: UnitOfWork) -> list[Order]:
+async def list_orders(customer_id: str, limit: int, uow: OrdersUnitOfWork) -> list[Order]:
     async with uow:
         return await uow.orders.list_by_customer(customer_id, limit)
 
 
-async def count_orders(customer_id: str, uow: UnitOfWork) -> int:
+async def count_orders(customer_id: str, uow: OrdersUnitOfWork) -> int:
     async with uow:
         return await uow.orders.count_by_customer(customer_id)
+
+
+async def customer_summary(
+    customer_id: str, uow: OrdersUnitOfWork, points: PointBalances
+) -> CustomerSummary:
+    """The customer's orders from this service's own database, and the point
+    balance from point-service if it answers within the client's timeout."""
+    orders, balance = await asyncio.gather(
+        count_orders(customer_id, uow), points.balance(customer_id)
+    )
+    return CustomerSummary(customer_id, orders, balance)

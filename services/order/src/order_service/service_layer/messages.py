@@ -3,43 +3,81 @@ outgoing contract with the rest of the system."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from catalogue.contracts import orders as contracts
 from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
-from catalogue.contracts.orders import OrderCancelled, OrderPlaced
 from catalogue.topology import NOTIFICATION_SEND, ORDERS
-from messaging.envelope import Contract, MessageContext, OutgoingMessage
+from messaging.envelope import MessageContext, OutgoingMessage
+from order_service.domain.events import Event, OrderCancelled, OrderPlaced
 from order_service.domain.model import Order
 
 SOURCE = "order-service"
 
 
-def outgoing_messages(
-    order: Order, event: Contract, context: MessageContext
-) -> list[OutgoingMessage]:
-    subject = str(order.id)
+def outgoing_messages(event: Event, context: MessageContext) -> list[OutgoingMessage]:
+    if isinstance(event, OrderPlaced):
+        return [to_orders(order_placed(event), context), confirmation(event, context)]
+    if isinstance(event, OrderCancelled):
+        return [to_orders(order_cancelled(event), context)]
+    raise TypeError(f"no routing for {type(event).__name__}")
+
+
+def order_placed(event: OrderPlaced) -> contracts.OrderPlaced:
+    return contracts.OrderPlaced(
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        customer_email=event.customer_email,
+        currency=event.currency,
+        total=event.total,
+        lines=[
+            contracts.OrderLine(sku=x.sku, quantity=x.quantity, unit_price=x.unit_price)
+            for x in event.lines
+        ],
+        placed_at=event.placed_at,
+    )
+
+
+def order_cancelled(event: OrderCancelled) -> contracts.OrderCancelled:
+    return contracts.OrderCancelled(
+        order_id=event.order_id, customer_id=event.customer_id, cancelled_at=event.cancelled_at
+    )
+
+
+def to_orders(
+    data: contracts.OrderPlaced | contracts.OrderCancelled, context: MessageContext
+) -> OutgoingMessage:
     # Events go to Kafka keyed by order id: every reader sees one order's
     # events in the order they happened.
-    messages = [OutgoingMessage(event, ORDERS, subject, SOURCE, context)]
-    if isinstance(event, OrderPlaced):
-        # A command with exactly one receiver, on RabbitMQ.
-        confirmation = SendNotification(
-            kind=NotificationKind.ORDER,
-            recipient=order.customer_email,
-            subject=f"Your order {order.id} was received",
-            body=(
-                f"Thank you for your order of {order.total} {order.currency} "
-                f"({len(order.lines)} item(s))."
-            ),
-        )
-        messages.append(
-            OutgoingMessage(
-                confirmation,
-                NOTIFICATION_SEND,
-                subject,
-                SOURCE,
-                context,
-                priority=PRIORITY[NotificationKind.ORDER],
-            )
-        )
-    elif not isinstance(event, OrderCancelled):
-        raise TypeError(f"no routing for {type(event).__name__}")
+    return OutgoingMessage(data, ORDERS, str(data.order_id), SOURCE, context)
+
+
+def confirmation(event: OrderPlaced, context: MessageContext) -> OutgoingMessage:
+    """A command with exactly one receiver, on RabbitMQ: tell the customer."""
+    mail = SendNotification(
+        kind=NotificationKind.ORDER,
+        recipient=event.customer_email,
+        subject=f"Your order {event.order_id} was received",
+        body=(
+            f"Thank you for your order of {event.total} {event.currency} "
+            f"({len(event.lines)} item(s))."
+        ),
+    )
+    return OutgoingMessage(
+        mail,
+        NOTIFICATION_SEND,
+        str(event.order_id),
+        SOURCE,
+        context,
+        priority=PRIORITY[NotificationKind.ORDER],
+    )
+
+
+def collect(orders: Iterable[Order], context: MessageContext) -> list[OutgoingMessage]:
+    """The messages of the orders' new events, in the order they happened;
+    each event is taken off its order, so it is sent once."""
+    messages: list[OutgoingMessage] = []
+    for order in orders:
+        while order.events:
+            messages += outgoing_messages(order.events.pop(0), context)
     return messages

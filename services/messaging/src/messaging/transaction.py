@@ -1,0 +1,27 @@
+"""What every service's unit-of-work Protocol starts from: one transaction,
+opened with `async with`, made durable by `commit()`.
+
+A service's Protocol adds its repositories (and what else its handlers use)
+and is implemented twice: on `messaging.unit_of_work.UnitOfWork` (PostgreSQL)
+and in memory for its unit tests."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+
+class Transaction(Protocol):
+    """`async with uow:` opens it, `commit()` makes its effects and the messages
+    of its domain events durable; leaving without a commit undoes everything."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
