@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.consumer import Envelope
 from messaging.inbox.store import first_delivery
+from messaging.transaction import Transaction
 from notification_service.adapters.lock import AdvisoryMessageLock, MessageLock
 from notification_service.adapters.orm import inbox
 from notification_service.adapters.repository import (
@@ -27,10 +28,10 @@ from notification_service.adapters.repository import (
 )
 
 
-class NotificationUnitOfWork(Protocol):
-    """One transaction: `async with uow:` opens it, `commit()` makes the
-    delivery's record durable; leaving without a commit undoes everything.
-    Either way the message's lock is released when it ends."""
+class NotificationUnitOfWork(Transaction, Protocol):
+    """One transaction (messaging.transaction): `commit()` makes the delivery's
+    record durable; leaving without a commit undoes everything. Either way the
+    message's lock is released when it ends."""
 
     @property
     def deliveries(self) -> DeliveriesRepository: ...
@@ -38,20 +39,9 @@ class NotificationUnitOfWork(Protocol):
     @property
     def lock(self) -> MessageLock: ...
 
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
     async def in_inbox(self, consumer: str, envelope: Envelope) -> bool: ...
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool: ...
-
-    async def commit(self) -> None: ...
 
 
 # How a door opens a unit of work for a message.

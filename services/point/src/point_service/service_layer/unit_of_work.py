@@ -7,40 +7,28 @@ implementation (tests/unit/point/fakes.py has an in-memory one)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.consumer import DUPLICATES, Envelope
 from messaging.envelope import MessageContext, OutgoingMessage
 from messaging.inbox.store import first_delivery
+from messaging.transaction import Transaction
 from messaging.unit_of_work import UnitOfWork as BaseUnitOfWork
 from point_service.adapters.orm import inbox, outbox
 from point_service.adapters.repository import PointsRepository, SqlPointsRepository
 from point_service.service_layer.messages import collect
 
 
-class PointsUnitOfWork(Protocol):
-    """One transaction: `async with uow:` opens it, `commit()` makes its effects
-    and the messages of its domain events durable; leaving without a commit
-    undoes everything."""
+class PointsUnitOfWork(Transaction, Protocol):
+    """One transaction (messaging.transaction) over the balances and the ledger,
+    with the inbox that makes a redelivered message a no-op."""
 
     @property
     def points(self) -> PointsRepository: ...
 
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool: ...
-
-    async def commit(self) -> None: ...
 
 
 # How a door opens a unit of work for a message: given the context of the
