@@ -1,25 +1,21 @@
 """An in-memory point database and the unit of work over it: what the handlers
-see through `PointsUnitOfWork`, without PostgreSQL.
+see through `PointsUnitOfWork`, without PostgreSQL (the transaction itself is
+tests/support/fake_database.py's: a copy of the balances, ledger and inbox,
+published with the outbox messages on commit, dropped otherwise).
 
-`FakeDatabase` is the committed state (balances, ledger, inbox, outbox); a
-`FakeUnitOfWork` works on a copy of it and publishes the copy on commit, so
-leaving without a commit (an error, a rejected command) changes nothing, as a
-rolled-back transaction would. The two constraints of the real schema that
-the handlers rely on are kept: one grant and one revoke per order, and no
-negative balance."""
+The two constraints of the real schema that the handlers rely on are kept: one
+grant and one revoke per order, and no negative balance."""
 
 from __future__ import annotations
 
-import copy
 import uuid
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from messaging.consumer import Envelope
 from messaging.envelope import MessageContext, OutgoingMessage
 from point_service.domain.model import Account, Entry, EntryKind
 from point_service.service_layer.messages import collect
+from tests.support.fake_database import FakeStore, FakeTransaction
 
 
 class ConstraintViolationError(Exception):
@@ -35,17 +31,8 @@ class Tables:
 
 
 @dataclass
-class FakeDatabase:
+class FakeDatabase(FakeStore[Tables]):
     committed: Tables = field(default_factory=Tables)
-    # What the outbox relay would publish, in commit order.
-    outbox: list[OutgoingMessage] = field(default_factory=list)
-    # Raised by the next commits, one each: ConnectionRefusedError is the
-    # database going away between the work and its commit.
-    failures: list[BaseException] = field(default_factory=list)
-    # Down: no unit of work can start (the connection is refused).
-    down: bool = False
-    opened: int = 0
-    commits: int = 0
 
     def unit_of_work(self, context: MessageContext) -> FakeUnitOfWork:
         return FakeUnitOfWork(self, context)
@@ -96,38 +83,17 @@ class FakePointsRepository:
         return self.tables.balances.get(customer_id, 0)
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(FakeTransaction[Tables]):
     points: FakePointsRepository
 
-    def __init__(self, db: FakeDatabase, context: MessageContext) -> None:
-        self.db = db
-        self.context = context
-
-    async def __aenter__(self) -> Self:
-        self.db.opened += 1
-        if self.db.down:
-            raise ConnectionRefusedError("the point database refuses connections")
-        self.points = FakePointsRepository(copy.deepcopy(self.db.committed))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """What was not committed is dropped with the working copy."""
+    def started(self) -> None:
+        self.points = FakePointsRepository(self.tables)
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
         key = (consumer, envelope.id)
-        first = key not in self.points.tables.inbox
-        self.points.tables.inbox.add(key)
+        first = key not in self.tables.inbox
+        self.tables.inbox.add(key)
         return first
 
-    async def commit(self) -> None:
-        if self.db.failures:
-            raise self.db.failures.pop(0)
-        messages = collect(self.points.seen, self.context)
-        self.db.committed = copy.deepcopy(self.points.tables)
-        self.db.outbox += messages
-        self.db.commits += 1
+    def collect_messages(self) -> list[OutgoingMessage]:
+        return collect(self.points.seen, self.context)
