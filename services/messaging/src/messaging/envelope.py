@@ -10,10 +10,10 @@ produced it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
@@ -29,6 +29,8 @@ CAUSATION_ID = "causationid"
 # W3C trace context travels in its own headers, as OpenTelemetry propagators expect.
 TRACE_HEADERS = ("traceparent", "tracestate")
 _JSON = JSONFormat()
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,27 @@ class OutgoingMessage:
         if self.context.causation_id:
             attributes[CAUSATION_ID] = self.context.causation_id
         return attributes
+
+
+class Aggregate(Protocol, Generic[E]):
+    """What records domain events: those not yet sent, oldest first."""
+
+    events: list[E]
+
+
+def collect_event_messages(
+    aggregates: Iterable[Aggregate[E]],
+    messages_of: Callable[[E, MessageContext], list[OutgoingMessage]],
+    context: MessageContext,
+) -> list[OutgoingMessage]:
+    """The messages (`messages_of` each event) of the aggregates' new events, in
+    the order they happened; each event is taken off its aggregate, so it is
+    sent once."""
+    messages: list[OutgoingMessage] = []
+    for aggregate in aggregates:
+        while aggregate.events:
+            messages += messages_of(aggregate.events.pop(0), context)
+    return messages
 
 
 def binary_mode_headers(attributes: Mapping[str, str], destination_kind: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from catalogue.contracts import orders as contracts
 from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
 from catalogue.topology import NOTIFICATION_SEND, ORDERS
-from messaging.envelope import MessageContext, OutgoingMessage
+from messaging.envelope import MessageContext, OutgoingMessage, collect_event_messages
 from order_service.domain.events import Event, OrderCancelled, OrderPlaced
 from order_service.domain.model import Order
 
@@ -74,10 +74,6 @@ def confirmation(event: OrderPlaced, context: MessageContext) -> OutgoingMessage
 
 
 def collect(orders: Iterable[Order], context: MessageContext) -> list[OutgoingMessage]:
-    """The messages of the orders' new events, in the order they happened;
-    each event is taken off its order, so it is sent once."""
-    messages: list[OutgoingMessage] = []
-    for order in orders:
-        while order.events:
-            messages += outgoing_messages(order.events.pop(0), context)
-    return messages
+    """The messages of the orders' new events, each taken off its order
+    (messaging.envelope.collect_event_messages)."""
+    return collect_event_messages(orders, outgoing_messages, context)

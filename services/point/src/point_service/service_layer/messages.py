@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
 from catalogue.contracts.points import PointsGranted, PointsRevoked
 from catalogue.topology import NOTIFICATION_SEND, POINTS
-from messaging.envelope import MessageContext, OutgoingMessage
+from messaging.envelope import MessageContext, OutgoingMessage, collect_event_messages
 from point_service.domain.events import (
     Event,
     OrderPointsGranted,
@@ -79,10 +79,6 @@ def points_mail(event: OrderPointsGranted, context: MessageContext) -> OutgoingM
 
 
 def collect(accounts: Iterable[Account], context: MessageContext) -> list[OutgoingMessage]:
-    """The messages of the accounts' new events, in the order they happened;
-    each event is taken off its account, so it is sent once."""
-    messages: list[OutgoingMessage] = []
-    for account in accounts:
-        while account.events:
-            messages += outgoing_messages(account.events.pop(0), context)
-    return messages
+    """The messages of the accounts' new events, each taken off its account
+    (messaging.envelope.collect_event_messages)."""
+    return collect_event_messages(accounts, outgoing_messages, context)
