@@ -45,7 +45,7 @@ from bench import peer_faststream_outbox as peer
 from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage
 from messaging.outbox.names import notify_trigger_ddl
 from messaging.outbox.schema import outbox_table
-from messaging.outbox.writer import outbox_row
+from messaging.outbox.writer import OutboxValues, outbox_row
 from outbox_relay.relay import OutboxRelay
 from outbox_relay.settings import RelaySettings
 from stackctl.apps import Apps
@@ -94,7 +94,7 @@ def make_messages(n: int, keys: int) -> list[OutgoingMessage]:
     ]
 
 
-def rows_for(messages: list[OutgoingMessage], topic: str) -> list[dict[str, Any]]:
+def rows_for(messages: list[OutgoingMessage], topic: str) -> list[OutboxValues]:
     rows = []
     for m in messages:
         row = outbox_row(m)
@@ -131,7 +131,7 @@ async def create_topic(bootstrap: str, name: str, config: dict[str, str] | None 
     return name
 
 
-async def create_outbox(dsn: str, table: str, rows: list[dict[str, Any]] | None = None) -> None:
+async def create_outbox(dsn: str, table: str, rows: list[OutboxValues] | None = None) -> None:
     from sqlalchemy import MetaData, insert, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -303,7 +303,7 @@ async def latency(
         )
         started = time.perf_counter()
 
-        async def write(n: int, row: dict[str, Any]) -> None:
+        async def write(n: int, row: OutboxValues) -> None:
             await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(

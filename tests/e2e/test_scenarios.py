@@ -10,7 +10,6 @@ where injected.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
+from messaging.outbox.headers import parse_outbox_headers
 from tests.e2e.faults import rerouted
 from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget
@@ -135,7 +135,7 @@ async def test_4_duplicates_injected_on_both_brokers_are_applied_once(system: Sy
         order.id,
         NOTIFICATION_SEND.routing_key,
     )
-    headers = json.loads(row["headers"])["binary"]
+    headers = parse_outbox_headers(row["headers"])["binary"]
     for _ in range(2):
         await system.rabbit.publish(
             NOTIFICATION_SEND.exchange,

@@ -5,7 +5,6 @@ orders accepted while Kafka is down."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
+from messaging.outbox.headers import parse_outbox_headers
 from order_service.domain.model import Line
 from order_service.service_layer import handlers
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -82,7 +82,7 @@ async def test_placing_an_order_writes_the_order_and_its_messages_in_one_transac
         "notification.send",
         7,
     )
-    headers = json.loads(row["headers"])
+    headers = parse_outbox_headers(row["headers"])
     assert headers["ce"]["correlationid"] == response.headers["x-correlation-id"]
     assert headers["trace"]["traceparent"].startswith("00-")
 
