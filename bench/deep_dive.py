@@ -29,7 +29,7 @@ import aio_pika
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
+from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE, POINT_COMMANDS
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka
@@ -108,7 +108,11 @@ async def rabbit_push(stack: LocalStack) -> None:
     heading("RabbitMQ: the broker's own record of its consumers (management API)")
     admin = RabbitAdmin.local(stack)
     try:
-        for queue in (NOTIFICATION_SEND.routing_key, "point.commands", POINT_BALANCE.routing_key):
+        for queue in (
+            NOTIFICATION_SEND.routing_key,
+            POINT_COMMANDS.routing_key,
+            POINT_BALANCE.routing_key,
+        ):
             data = (await admin.http.get(f"/queues/%2F/{queue}")).raise_for_status().json()
             print(
                 f"{queue}: durable={data['durable']} arguments={json.dumps(data['arguments'])} "

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import os
 import pstats
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +50,7 @@ from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka
+from tests.support.waiting import free_port, responds, wait_until
 
 DATABASE = "bench"
 T = TypeVar("T")
@@ -345,20 +344,10 @@ async def latency(
     return lags, total - len(lags)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def wait_http(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(url)).is_success:
-                    return
-            await asyncio.sleep(0.2)
+        if await wait_until(lambda: responds(http, url), timeout_s, 0.2):
+            return
     raise TimeoutError(f"{url} not ready after {timeout_s}s")
 
 

@@ -24,19 +24,9 @@ from tests.e2e.faults import rerouted
 from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget
 from tests.support import kafka
+from tests.support.waiting import eventually
 
 Target = LocalTarget | KindTarget
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], timeout_s: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.5)
 
 
 async def test_1_an_order_flows_to_points_and_mail_and_cancel_revokes(system: System) -> None:

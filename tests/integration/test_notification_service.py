@@ -34,13 +34,6 @@ QUEUE = NOTIFICATION_SEND.routing_key
 
 
 @pytest.fixture
-async def rabbit(local_stack: LocalStack) -> AsyncIterator[RabbitAdmin]:
-    admin = RabbitAdmin.local(local_stack)
-    yield admin
-    await admin.close()
-
-
-@pytest.fixture
 async def mail(local_stack: LocalStack) -> AsyncIterator[MailCatcher]:
     catcher = MailCatcher.local(local_stack)
     yield catcher
@@ -59,7 +52,7 @@ async def send(
 ) -> str:
     message_id = message_id or str(uuid.uuid4())
     await rabbit.publish(
-        "commands",
+        NOTIFICATION_SEND.exchange,
         QUEUE,
         json.dumps({"kind": kind, "recipient": recipient, "subject": subject, "body": "text"}),
         headers=cloudevent_headers("notification.send", message_id=message_id),
@@ -230,11 +223,14 @@ async def test_a_malformed_message_is_parked_at_once_and_the_consumer_keeps_goin
 ) -> None:
     bad_id = str(uuid.uuid4())
     await rabbit.publish(
-        "commands", QUEUE, "{not json", properties={"message_id": bad_id, "priority": 5}
+        NOTIFICATION_SEND.exchange,
+        QUEUE,
+        "{not json",
+        properties={"message_id": bad_id, "priority": 5},
     )
     schema_id = str(uuid.uuid4())
     await rabbit.publish(
-        "commands",
+        NOTIFICATION_SEND.exchange,
         QUEUE,
         json.dumps({"kind": "carrier-pigeon", "recipient": "x@example.com", "subject": "s"}),
         headers=cloudevent_headers("notification.send", message_id=schema_id),

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from catalogue.topology import ORDERS
 from stackctl.components import LocalStack
 from tests.e2e.targets import LocalTarget
 from tests.observability.verify import (
@@ -113,11 +114,12 @@ async def test_a_dead_lettered_message_fires_its_alert(
                 for a in alerts
                 if a["labels"]["alertname"] == "MessagesDeadLettered" and a["state"] == "firing"
             ]
-            if any(f.get("source") == "orders" and f.get("reason") == "poison" for f in firing):
+            if any(f.get("source") == ORDERS.topic and f.get("reason") == "poison" for f in firing):
                 break
             await asyncio.sleep(1)
     assert any(
-        (f.get("job"), f.get("source"), f.get("reason")) == ("point-service", "orders", "poison")
+        (f.get("job"), f.get("source"), f.get("reason"))
+        == ("point-service", ORDERS.topic, "poison")
         for f in firing
     ), firing
 

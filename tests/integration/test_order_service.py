@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from catalogue.topology import NOTIFICATION_SEND, ORDERS
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
 from messaging.outbox.headers import parse_outbox_headers
@@ -39,13 +40,6 @@ def new_order(customer: str | None = None, **changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
-
-
-@pytest.fixture
-async def api(local_stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    base = f"http://{local_stack.s.host}:{local_stack.s.order_service_port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture
@@ -78,8 +72,8 @@ async def test_placing_an_order_writes_the_order_and_its_messages_in_one_transac
     )
     assert row is not None
     assert (row["destination"], row["routing_key"], row["priority"]) == (
-        "commands",
-        "notification.send",
+        NOTIFICATION_SEND.exchange,
+        NOTIFICATION_SEND.routing_key,
         7,
     )
     headers = parse_outbox_headers(row["headers"])
@@ -94,7 +88,7 @@ async def test_a_rolled_back_transaction_produces_no_message(
     settings = OrderServiceSettings.model_validate({k.lower(): v for k, v in env.items()})
     engine = build_engine(settings, "tests")
     uow = UnitOfWork(async_sessionmaker(engine, expire_on_commit=False), MessageContext("rollback"))
-    since = await kafka.end_offsets(local_stack.kafka_bootstrap, "orders")
+    since = await kafka.end_offsets(local_stack.kafka_bootstrap, ORDERS.topic)
     customer = f"rollback-{uuid.uuid4().hex[:8]}"
 
     def render(order: Any) -> dict[str, Any]:
@@ -116,7 +110,7 @@ async def test_a_rolled_back_transaction_produces_no_message(
     )
     # And nothing about it reaches Kafka while the relay keeps draining.
     records = await kafka.read(
-        local_stack.kafka_bootstrap, "orders", until=10**9, timeout_s=3, since=since
+        local_stack.kafka_bootstrap, ORDERS.topic, until=10**9, timeout_s=3, since=since
     )
     assert not [r for r in records if r.value.get("customer_id") == customer]
 
@@ -259,7 +253,7 @@ async def test_database_down_gives_503_fast_and_nothing_half_written(
 async def test_orders_are_accepted_while_kafka_is_down_and_all_events_arrive_in_order(
     local_stack: LocalStack, supervisor: Supervisor, api: httpx.AsyncClient
 ) -> None:
-    since = await kafka.end_offsets(local_stack.kafka_bootstrap, "orders")
+    since = await kafka.end_offsets(local_stack.kafka_bootstrap, ORDERS.topic)
     customer = f"kafkadown-{uuid.uuid4().hex[:8]}"
     supervisor.stop("kafka")
     try:
@@ -279,7 +273,7 @@ async def test_orders_are_accepted_while_kafka_is_down_and_all_events_arrive_in_
         await start(local_stack, supervisor, "kafka")
 
     records = await kafka.read(
-        local_stack.kafka_bootstrap, "orders", until=1100, timeout_s=120, since=since
+        local_stack.kafka_bootstrap, ORDERS.topic, until=1100, timeout_s=120, since=since
     )
     mine = [r for r in kafka.first_occurrences(records) if r.value["customer_id"] == customer]
     placed = {r.value["order_id"] for r in mine if r.headers["ce_type"] == "order.placed"}

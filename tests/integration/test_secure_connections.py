@@ -88,7 +88,7 @@ from point_service.settings import PointServiceSettings
 from stackctl.components import PG_BIN, RABBITMQ_BIN
 from stackctl.settings import StackSettings
 from tests.support.mail import MailCatcher
-from tests.support.outbox import free_port
+from tests.support.waiting import free_port
 
 STACK = StackSettings()
 MAILPIT = STACK.tools_dir / "bin" / "mailpit"

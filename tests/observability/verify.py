@@ -35,6 +35,7 @@ import yaml
 from catalogue.topology import NOTIFICATION_SEND, ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import Endpoints, target_from_env
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "observability" / "dashboards"
@@ -168,12 +169,9 @@ async def settled_empty_panels(
     prometheus: httpx.AsyncClient, all_panels: list[Panel], settle_s: float
 ) -> list[Panel]:
     """Panels still without data once the traffic had `settle_s` to show."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        empty = await empty_panels(prometheus, all_panels)
-        if not empty or time.monotonic() > deadline:
-            return empty
-        await asyncio.sleep(2)
+    return await eventually(
+        lambda: empty_panels(prometheus, all_panels), lambda empty: not empty, settle_s, 2
+    )
 
 
 async def loaded_rules(prometheus: httpx.AsyncClient) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import IO
 
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from tests.support.outbox import free_port
+from tests.support.waiting import free_port
 
 
 def spawn_point_service(
