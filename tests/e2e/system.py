@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from catalogue.services import RELAYED
 from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
 from tests.e2e.targets import Endpoints
 from tests.support import kafka
@@ -254,7 +255,7 @@ async def _check(
 
     keys = [o.id for o in orders] + [o.customer_id for o in orders]
     expected_mail: set[str] = set()
-    for service in ("order", "point"):
+    for service in RELAYED:
         backlog = await system.query(
             service,
             "select count(*) as n from outbox where state in ('pending', 'failed')",

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from catalogue.services import PROGRAMS
 from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
 from messaging.outbox.headers import parse_outbox_headers
 from tests.e2e.faults import rerouted
@@ -236,7 +237,7 @@ async def test_8_network_policies_admit_only_the_declared_clients(
 
 
 INFRASTRUCTURE = {"kafka", "rabbitmq", "postgresql", "prometheus", "jaeger", "mailpit"}
-SERVICES = {"order-service", "point-service", "notification-service"}
+SERVICES = set(PROGRAMS)
 
 
 def by_component(pods: dict[str, str]) -> dict[str, set[str]]:

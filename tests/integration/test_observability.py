@@ -164,13 +164,7 @@ async def test_own_metrics_follow_the_conventions(local_stack: LocalStack, app: 
     no family grows past a bound (label values come from fixed sets:
     destinations, outcomes, kinds, routes). Counters end in _total by
     construction (prometheus-client appends it)."""
-    port = {
-        "order-service": local_stack.s.order_service_port,
-        "order-relay": local_stack.s.order_relay_port,
-        "point-service": local_stack.s.point_service_port,
-        "point-relay": local_stack.s.point_relay_port,
-        "notification-service": local_stack.s.notification_service_port,
-    }[app]
+    port = getattr(local_stack.s, f"{app.replace('-', '_')}_port")
     url = f"http://{local_stack.s.host}:{port}/metrics"
     async with httpx.AsyncClient(timeout=5, follow_redirects=True) as http:
         body = (await http.get(url)).text

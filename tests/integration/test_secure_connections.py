@@ -55,6 +55,7 @@ from catalogue import accounts, topology
 from catalogue.accounts import AccountsSettings
 from catalogue.contracts.notifications import NotificationKind, SendNotification
 from catalogue.contracts.points import GetPointBalance, PointBalance
+from catalogue.services import SERVICES
 from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND, ProvisionSettings
 from messaging.connections import (
     kafka_client_options,
@@ -122,7 +123,7 @@ BASE: dict[str, Any] = {
     "rabbitmq_password": "unused",
     "otel_service_name": "tls-tests",
 }
-PASSWORDS = {s: secrets.token_urlsafe(12) for s in accounts.SERVICES}
+PASSWORDS = {s: secrets.token_urlsafe(12) for s in SERVICES}
 
 
 # -- the throw-away PKI ---------------------------------------------------------
@@ -536,8 +537,8 @@ async def provisioned_postgres(postgres: Postgres, pki: Pki) -> Postgres:
             "rabbitmq_management_url": "http://unused",
             "rabbitmq_admin_user": "admin",
             "rabbitmq_admin_password": "unused",
-            **{f"{s}_database_password": PASSWORDS[s] for s in accounts.SERVICES},
-            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in accounts.SERVICES},
+            **{f"{s}_database_password": PASSWORDS[s] for s in SERVICES},
+            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in SERVICES},
         }
     )
     await accounts.provision_postgres(
@@ -860,8 +861,8 @@ async def rabbitmq(launched: Launched, pki: Pki) -> Rabbit:
             "rabbitmq_management_ssl_cafile": pki.ca_file,
             "rabbitmq_admin_user": "admin",
             "rabbitmq_admin_password": "admin-secret",
-            **{f"{s}_database_password": PASSWORDS[s] for s in accounts.SERVICES},
-            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in accounts.SERVICES},
+            **{f"{s}_database_password": PASSWORDS[s] for s in SERVICES},
+            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in SERVICES},
         }
     )
 

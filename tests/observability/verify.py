@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
+from catalogue.services import PROCESSES
 from catalogue.topology import NOTIFICATION_SEND, ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import Endpoints, target_from_env
@@ -40,9 +41,7 @@ from tests.support.waiting import eventually
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "observability" / "dashboards"
 RULES = ROOT / "deploy" / "observability" / "rules"
-TRACE_SERVICES = frozenset(
-    {"order-service", "order-relay", "point-service", "point-relay", "notification-service"}
-)
+TRACE_SERVICES = frozenset(PROCESSES)
 ROOT_SPAN = ("order-service", "POST /orders")
 SMTP_SPAN = "smtp send"
 # What Grafana would put for $__rate_interval at a 5 s scrape interval, rounded up.

@@ -25,6 +25,7 @@ import asyncpg
 import httpx
 from pydantic import SecretStr, ValidationInfo, field_validator
 
+from catalogue.services import SERVICES
 from messaging.connections import PostgresSsl, postgres_ssl, tls_context
 from messaging.provisioning import ProvisioningSettings, until_reachable
 from messaging.settings import (
@@ -36,8 +37,6 @@ from messaging.settings import (
 )
 
 log = logging.getLogger(__name__)
-
-SERVICES = ("order", "point", "notification")
 
 
 @dataclass(frozen=True)
