@@ -35,7 +35,6 @@ import asyncpg
 import httpx
 import orjson
 import psycopg
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg import sql
 
@@ -174,13 +173,7 @@ async def ceiling(bootstrap: str, messages: list[OutgoingMessage]) -> float:
         )
         for r in rows
     ]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-    )
+    producer = kafka.durable_producer(bootstrap, linger_ms=2)
     await producer.start()
     try:
         started = time.perf_counter()
