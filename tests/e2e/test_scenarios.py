@@ -25,6 +25,7 @@ from tests.e2e.faults import rerouted
 from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget
 from tests.support import kafka
+from tests.support.orders import order_request
 from tests.support.waiting import eventually
 
 Target = LocalTarget | KindTarget
@@ -76,12 +77,7 @@ async def test_3_order_database_down_fails_fast_and_recovers_with_nothing_half_w
     system: System, target: Target
 ) -> None:
     customer = f"e2e-dbdown-{uuid.uuid4().hex[:8]}"
-    body = {
-        "customer_id": customer,
-        "customer_email": f"{customer}@example.com",
-        "currency": "EUR",
-        "items": [{"sku": "sku-e2e", "quantity": 1, "unit_price": "3.00"}],
-    }
+    body = order_request(customer, "3.00", "sku-e2e")
     await target.stop("postgres")
     try:
         started = time.monotonic()
@@ -158,13 +154,7 @@ async def test_5_poison_on_the_topic_and_the_queue_is_dead_lettered_and_work_goe
         },
     )
     injected.dead_letter_topic_ids.add(poison_id)
-    parked_id = str(uuid.uuid4())
-    await system.rabbit.publish(
-        NOTIFICATION_SEND.exchange,
-        NOTIFICATION_SEND.routing_key,
-        "{this is not json either",
-        properties={"message_id": parked_id},
-    )
+    parked_id = await system.send_raw_notification("{this is not json either")
     injected.parking_lot_ids.add(parked_id)
     orders = [await system.place("after-poison") for _ in range(3)]
     report = await check_invariants(system, orders, injected, dlt_offsets)

@@ -34,6 +34,7 @@ from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
 from tests.support.metrics import Samples, metric, scrape
+from tests.support.orders import order_request
 from tests.support.processes import spawn_point_service
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
 from tests.support.waiting import eventually
@@ -47,15 +48,7 @@ async def points_db(local_stack: LocalStack) -> AsyncIterator[asyncpg.Connection
 
 
 async def place(api: httpx.AsyncClient, customer: str, amount: str = "10.00") -> str:
-    response = await api.post(
-        "/orders",
-        json={
-            "customer_id": customer,
-            "customer_email": f"{customer}@example.com",
-            "currency": "EUR",
-            "items": [{"sku": "sku-1", "quantity": 1, "unit_price": amount}],
-        },
-    )
+    response = await api.post("/orders", json=order_request(customer, amount, "sku-1"))
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 

@@ -33,7 +33,7 @@ import httpx
 import yaml
 
 from catalogue.services import PROCESSES
-from catalogue.topology import NOTIFICATION_SEND, ORDERS
+from catalogue.topology import ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import Endpoints, target_from_env
 from tests.support.waiting import eventually
@@ -204,13 +204,7 @@ async def drive(system: System) -> Driven:
         b"{not json",
         {"ce_id": str(uuid.uuid4()), "ce_type": "order.placed", "ce_source": "verify"},
     )
-    poison_command_id = str(uuid.uuid4())
-    await system.rabbit.publish(
-        NOTIFICATION_SEND.exchange,
-        NOTIFICATION_SEND.routing_key,
-        "{not json",
-        properties={"message_id": poison_command_id},
-    )
+    poison_command_id = await system.send_raw_notification("{not json")
     return Driven(orders[0], poison_command_id)
 
 
