@@ -24,10 +24,10 @@ from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support.mail import MailCatcher
 from tests.support.metrics import Samples, metric, scrape
+from tests.support.processes import stopped
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
 
 QUEUE = NOTIFICATION_SEND.routing_key
@@ -144,14 +144,11 @@ async def test_with_a_backlog_higher_priority_mail_is_delivered_first(
     local_stack: LocalStack, supervisor: Supervisor, rabbit: RabbitAdmin, mail: MailCatcher
 ) -> None:
     to = recipient("prio")
-    supervisor.stop("notification-service")
-    try:
+    async with stopped(local_stack, supervisor, "notification-service"):
         for n in range(30):
             await send(rabbit, to, kind="marketing", priority=1, subject=f"marketing {n}")
         for n in range(10):
             await send(rabbit, to, kind="security", priority=9, subject=f"security {n}")
-    finally:
-        await start(local_stack, supervisor, "notification-service")
     delivered = await mail.wait_for(to, 40)
     order = [m["Subject"].split()[0] for m in delivered]
     assert len(order) == 40
@@ -162,8 +159,7 @@ async def test_smtp_down_means_delayed_retries_then_delivery_once_it_is_back(
     local_stack: LocalStack, supervisor: Supervisor, rabbit: RabbitAdmin, mail: MailCatcher
 ) -> None:
     to = recipient("retry")
-    supervisor.stop("mailpit")
-    try:
+    async with stopped(local_stack, supervisor, "mailpit"):
         await send(rabbit, to, subject="eventually")
         # The first attempt fails and the message waits in a retry queue.
         waited = False
@@ -175,8 +171,6 @@ async def test_smtp_down_means_delayed_retries_then_delivery_once_it_is_back(
                 break
             await asyncio.sleep(0.25)
         assert waited, "the failed delivery went to a delayed retry queue"
-    finally:
-        await start(local_stack, supervisor, "mailpit")
     delivered = await mail.wait_for(to, 1, timeout_s=60)
     assert [m["Subject"] for m in delivered] == ["eventually"]
     # The failures raised inside the SMTP thread were caught and counted.

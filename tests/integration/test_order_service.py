@@ -26,9 +26,9 @@ from order_service.service_layer.unit_of_work import UnitOfWork
 from order_service.settings import OrderServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
+from tests.support.processes import stopped
 
 
 def new_order(customer: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -224,8 +224,7 @@ async def test_database_down_gives_503_fast_and_nothing_half_written(
     local_stack: LocalStack, supervisor: Supervisor, api: httpx.AsyncClient
 ) -> None:
     customer = f"dbdown-{uuid.uuid4().hex[:8]}"
-    supervisor.stop("postgres")
-    try:
+    async with stopped(local_stack, supervisor, "postgres"):
         started = time.monotonic()
         response = await api.post("/orders", json=new_order(customer))
         elapsed = time.monotonic() - started
@@ -233,8 +232,6 @@ async def test_database_down_gives_503_fast_and_nothing_half_written(
         assert response.headers["retry-after"] == "5"
         assert elapsed < 5, f"503 took {elapsed:.1f}s"
         assert (await api.get("/health/ready")).status_code == 503
-    finally:
-        await start(local_stack, supervisor, "postgres")
 
     for _ in range(50):
         response = await api.post("/orders", json=new_order(customer))
@@ -255,8 +252,7 @@ async def test_orders_are_accepted_while_kafka_is_down_and_all_events_arrive_in_
 ) -> None:
     since = await kafka.end_offsets(local_stack.kafka_bootstrap, ORDERS.topic)
     customer = f"kafkadown-{uuid.uuid4().hex[:8]}"
-    supervisor.stop("kafka")
-    try:
+    async with stopped(local_stack, supervisor, "kafka"):
         limit = asyncio.Semaphore(20)
 
         async def place() -> httpx.Response:
@@ -269,8 +265,6 @@ async def test_orders_are_accepted_while_kafka_is_down_and_all_events_arrive_in_
         cancelled = ids[:100]
         for order_id in cancelled:
             assert (await api.post(f"/orders/{order_id}/cancel")).status_code == 200
-    finally:
-        await start(local_stack, supervisor, "kafka")
 
     records = await kafka.read(
         local_stack.kafka_bootstrap, ORDERS.topic, until=1100, timeout_s=120, since=since

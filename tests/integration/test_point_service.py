@@ -30,12 +30,11 @@ from catalogue.topology import (
 )
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
 from tests.support.metrics import Samples, metric, scrape
 from tests.support.orders import order_request
-from tests.support.processes import spawn_point_service
+from tests.support.processes import spawn_point_service, stopped
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
 from tests.support.waiting import eventually
 
@@ -167,11 +166,8 @@ async def test_reprocessing_after_commit_before_offset_commit_grants_nothing_twi
         customer,
         expected=20,
     )
-    supervisor.stop("point-service")
-    try:
+    async with stopped(local_stack, supervisor, "point-service"):
         rewound = await rewind_group(local_stack, POINT_SERVICE_GROUP, by=50)
-    finally:
-        await start(local_stack, supervisor, "point-service")
     assert rewound >= 20
     # The fresh process counts from zero: every re-read record is either a
     # duplicate found in the inbox, or a poison message dead-lettered again.
@@ -405,8 +401,7 @@ async def test_summary_answers_within_the_timeout_while_point_service_is_down(
 ) -> None:
     customer = f"sum-{uuid.uuid4().hex[:8]}"
     await place(api, customer)
-    supervisor.stop("point-service")
-    try:
+    async with stopped(local_stack, supervisor, "point-service"):
         started = time.monotonic()
         summary = await api.get(f"/customers/{customer}/summary")
         elapsed = time.monotonic() - started
@@ -414,8 +409,6 @@ async def test_summary_answers_within_the_timeout_while_point_service_is_down(
         assert summary.json()["points"]["status"] == "unavailable"
         assert summary.json()["orders"] == 1
         assert elapsed < 0.5, f"answered after {elapsed:.3f}s"
-    finally:
-        await start(local_stack, supervisor, "point-service")
     for _ in range(50):
         points = (await api.get(f"/customers/{customer}/summary")).json()["points"]
         if points["status"] == "available":
