@@ -29,7 +29,13 @@ import aio_pika
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE, POINT_COMMANDS
+from catalogue.topology import (
+    NOTIFICATION_SEND,
+    ORDERS,
+    POINT_BALANCE,
+    POINT_COMMANDS,
+    POINT_SERVICE_GROUP,
+)
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka
@@ -37,7 +43,7 @@ from tests.support.processes import spawn_point_service
 from tests.support.rabbit import RabbitAdmin, admin_amqp_url
 from tests.support.stomp import Frame, StompClient
 
-GROUP = "point-service"
+GROUP = POINT_SERVICE_GROUP
 
 
 def heading(text: str) -> None:

@@ -16,7 +16,11 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from catalogue.contracts.notifications import SendNotification
-from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
+from catalogue.topology import (
+    NOTIFICATION_PARKING_LOT,
+    NOTIFICATION_SEND,
+    notification_retry_queue,
+)
 from messaging.consumer import Envelope
 from messaging.database import build_engine
 from notification_service.adapters.mailer import SmtpMailer
@@ -164,8 +168,8 @@ async def test_smtp_down_means_delayed_retries_then_delivery_once_it_is_back(
         # The first attempt fails and the message waits in a retry queue.
         waited = False
         for _ in range(40):
-            if await rabbit.depth("notification.send.retry.1") or await rabbit.depth(
-                "notification.send.retry.2"
+            if await rabbit.depth(notification_retry_queue(1)) or await rabbit.depth(
+                notification_retry_queue(2)
             ):
                 waited = True
                 break
