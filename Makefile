@@ -104,7 +104,8 @@ relay-redrive: ## Re-drive every failed outbox message of SERVICE
 	@$(STACKCTL) exec $(SERVICE)-relay -- $(CURDIR)/.venv/bin/outbox-relay failures retry --all
 
 ##@ Quality
-SERVICES := order point notification
+# The services, as catalogue.services names them (read once .venv exists).
+SERVICES = $(shell .venv/bin/python -m catalogue.services)
 .PHONY: lint format typecheck asyncapi asyncapi-check
 asyncapi: venv ## Regenerate docs/asyncapi/<service>.json from the services' code
 	@mkdir -p docs/asyncapi

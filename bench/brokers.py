@@ -26,11 +26,12 @@ from dataclasses import dataclass
 
 import aio_pika
 import psutil
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stackctl.control import build
 from stackctl.supervisor import Supervisor
+from tests.support import kafka
 from tests.support.rabbit import admin_amqp_url
 
 PARTITIONS = 6
@@ -101,13 +102,7 @@ async def kafka_phases(
         await admin.close()
 
     async def produce() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=256 * 1024,
-        )
+        producer = kafka.durable_producer(bootstrap, linger_ms=5)
         await producer.start()
         try:
             futures = [

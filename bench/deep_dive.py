@@ -29,7 +29,13 @@ import aio_pika
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from catalogue.topology import NOTIFICATION_SEND, ORDERS, POINT_BALANCE
+from catalogue.topology import (
+    NOTIFICATION_SEND,
+    ORDERS,
+    POINT_BALANCE,
+    POINT_COMMANDS,
+    POINT_SERVICE_GROUP,
+)
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka
@@ -37,7 +43,7 @@ from tests.support.processes import spawn_point_service
 from tests.support.rabbit import RabbitAdmin, admin_amqp_url
 from tests.support.stomp import Frame, StompClient
 
-GROUP = "point-service"
+GROUP = POINT_SERVICE_GROUP
 
 
 def heading(text: str) -> None:
@@ -108,7 +114,11 @@ async def rabbit_push(stack: LocalStack) -> None:
     heading("RabbitMQ: the broker's own record of its consumers (management API)")
     admin = RabbitAdmin.local(stack)
     try:
-        for queue in (NOTIFICATION_SEND.routing_key, "point.commands", POINT_BALANCE.routing_key):
+        for queue in (
+            NOTIFICATION_SEND.routing_key,
+            POINT_COMMANDS.routing_key,
+            POINT_BALANCE.routing_key,
+        ):
             data = (await admin.http.get(f"/queues/%2F/{queue}")).raise_for_status().json()
             print(
                 f"{queue}: durable={data['durable']} arguments={json.dumps(data['arguments'])} "

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import os
 import pstats
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +35,6 @@ import asyncpg
 import httpx
 import orjson
 import psycopg
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg import sql
 
@@ -45,13 +42,14 @@ from bench import peer_faststream_outbox as peer
 from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMessage
 from messaging.outbox.names import notify_trigger_ddl
 from messaging.outbox.schema import outbox_table
-from messaging.outbox.writer import outbox_row
+from messaging.outbox.writer import OutboxValues, outbox_row
 from outbox_relay.relay import OutboxRelay
 from outbox_relay.settings import RelaySettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from stackctl.control import build
 from tests.support import kafka
+from tests.support.waiting import free_port, responds, wait_until
 
 DATABASE = "bench"
 T = TypeVar("T")
@@ -94,7 +92,7 @@ def make_messages(n: int, keys: int) -> list[OutgoingMessage]:
     ]
 
 
-def rows_for(messages: list[OutgoingMessage], topic: str) -> list[dict[str, Any]]:
+def rows_for(messages: list[OutgoingMessage], topic: str) -> list[OutboxValues]:
     rows = []
     for m in messages:
         row = outbox_row(m)
@@ -131,7 +129,7 @@ async def create_topic(bootstrap: str, name: str, config: dict[str, str] | None 
     return name
 
 
-async def create_outbox(dsn: str, table: str, rows: list[dict[str, Any]] | None = None) -> None:
+async def create_outbox(dsn: str, table: str, rows: list[OutboxValues] | None = None) -> None:
     from sqlalchemy import MetaData, insert, text
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -175,13 +173,7 @@ async def ceiling(bootstrap: str, messages: list[OutgoingMessage]) -> float:
         )
         for r in rows
     ]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-    )
+    producer = kafka.durable_producer(bootstrap, linger_ms=2)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -303,7 +295,7 @@ async def latency(
         )
         started = time.perf_counter()
 
-        async def write(n: int, row: dict[str, Any]) -> None:
+        async def write(n: int, row: OutboxValues) -> None:
             await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -345,20 +337,10 @@ async def latency(
     return lags, total - len(lags)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def wait_http(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(url)).is_success:
-                    return
-            await asyncio.sleep(0.2)
+        if await wait_until(lambda: responds(http, url), timeout_s, 0.2):
+            return
     raise TimeoutError(f"{url} not ready after {timeout_s}s")
 
 

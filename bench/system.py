@@ -39,6 +39,7 @@ from catalogue.topology import ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import KindTarget, LocalTarget, target_from_env
 from tests.support import kafka
+from tests.support.waiting import wait_until
 
 
 def quantiles(values: list[float]) -> tuple[float, float]:
@@ -52,8 +53,8 @@ async def settled(system: System, orders: list[PlacedOrder], timeout_s: float) -
     is left queued to slow whatever is measured next."""
     ids = [uuid.UUID(o.id) for o in orders]
     recipients = [o.email for o in orders]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    async def done() -> bool:
         [grants] = await system.query(
             "point",
             "select count(*) as n from point_ledger where kind = 'grant' and order_id = any($1)",
@@ -64,10 +65,10 @@ async def settled(system: System, orders: list[PlacedOrder], timeout_s: float) -
             "select count(*) as n from deliveries where recipient = any($1::text[])",
             recipients,
         )
-        if grants["n"] >= len(orders) and mails["n"] >= 2 * len(orders):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{len(orders)} orders not settled in {timeout_s}s")
+        return bool(grants["n"] >= len(orders) and mails["n"] >= 2 * len(orders))
+
+    if not await wait_until(done, timeout_s, 0.2):
+        raise TimeoutError(f"{len(orders)} orders not settled in {timeout_s}s")
 
 
 async def confirmations(system: System, orders: list[PlacedOrder]) -> dict[str, datetime]:

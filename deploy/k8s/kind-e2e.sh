@@ -69,7 +69,7 @@ export E2E_RABBITMQ_PASSWORD
 export E2E_KAFKA_BOOTSTRAP=localhost:31092
 export E2E_PROMETHEUS=http://localhost:31090
 export E2E_JAEGER_QUERY=http://localhost:31686
-for svc in order point notification; do
+for svc in $(.venv/bin/python -m catalogue.services); do  # the services, from catalogue.services
   # URL-encoded: a password from credentials.existingSecret may hold any character.
   password=$(secret "$svc-database-password" \
     | python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read(), safe=""))')

@@ -24,10 +24,12 @@ from grafana_foundation_sdk.builders.timeseries import Panel as Timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from catalogue.services import PROCESSES, PROGRAMS
+
 OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
-SERVICES = "order-service|point-service|notification-service"
-APPS = "order-service|order-relay|point-service|point-relay|notification-service"
+SERVICES = "|".join(PROGRAMS)
+APPS = "|".join(PROCESSES)
 JOB_DEST = "{{job}} {{destination}}"
 
 

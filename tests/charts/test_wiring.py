@@ -17,6 +17,7 @@ import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic_settings import BaseSettings
 
+from catalogue import services
 from catalogue.accounts import AccountsSettings
 from catalogue.topology import ORDERS, TOPICS, ProvisionSettings
 from messaging.asyncapi import placeholder_settings
@@ -51,8 +52,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "accounts": AccountsSettings,
     "topology": ProvisionSettings,
 }
-PROCESSES = {"order-service", "order-relay", "point-service", "point-relay", "notification-service"}
-SERVICE_CONTAINERS = {"order-service", "point-service", "notification-service"}
+PROCESSES = set(services.PROCESSES)
+SERVICE_CONTAINERS = set(services.PROGRAMS)
 
 
 def render(label: str) -> list[dict[str, Any]]:

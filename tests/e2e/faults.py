@@ -22,7 +22,7 @@ import httpx
 
 from stackctl.apps import Apps
 from tests.e2e.targets import LocalTarget
-from tests.support.outbox import free_port
+from tests.support.waiting import eventually, free_port, responds
 
 TOXIPROXY = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "toxiproxy-server"
 
@@ -132,13 +132,5 @@ async def rerouted(target: LocalTarget, component: str, upstream: str) -> AsyncI
 
 async def _ready(url: str, timeout_s: float = 30) -> None:
     async with httpx.AsyncClient(timeout=2) as http:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} not ready after {timeout_s}s")
-            await asyncio.sleep(0.2)
+        if not await eventually(lambda: responds(http, url), bool, timeout_s, 0.2):
+            raise TimeoutError(f"{url} not ready after {timeout_s}s")

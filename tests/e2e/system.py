@@ -19,10 +19,12 @@ from typing import Any
 import asyncpg
 import httpx
 
+from catalogue.services import RELAYED
 from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
 from tests.e2e.targets import Endpoints
 from tests.support import kafka
 from tests.support.mail import MailCatcher
+from tests.support.orders import order_request
 from tests.support.rabbit import RabbitAdmin
 
 PARKING_LOT = f"{NOTIFICATION_SEND.routing_key}.parking-lot"
@@ -65,15 +67,7 @@ class System:
     async def place(self, tag: str, amount: str = "10.00") -> PlacedOrder:
         customer = f"e2e-{tag}-{uuid.uuid4().hex[:10]}"
         email = f"{customer}@example.com"
-        response = await self.api.post(
-            "/orders",
-            json={
-                "customer_id": customer,
-                "customer_email": email,
-                "currency": "EUR",
-                "items": [{"sku": "sku-e2e", "quantity": 1, "unit_price": amount}],
-            },
-        )
+        response = await self.api.post("/orders", json=order_request(customer, amount, "sku-e2e"))
         if response.status_code != 201:
             raise AssertionError(f"POST /orders → {response.status_code}: {response.text}")
         body = response.json()
@@ -120,6 +114,18 @@ class System:
             subprocess.run(args, input=value, capture_output=True, timeout=60, check=True)
 
         await asyncio.to_thread(call)
+
+    async def send_raw_notification(self, body: str) -> str:
+        """`body`, as it is, to notification.send, without CloudEvents attributes;
+        its message id."""
+        message_id = str(uuid.uuid4())
+        await self.rabbit.publish(
+            NOTIFICATION_SEND.exchange,
+            NOTIFICATION_SEND.routing_key,
+            body,
+            properties={"message_id": message_id},
+        )
+        return message_id
 
     async def placed_record(self, order_id: str) -> kafka.Record | None:
         """The order's OrderPlaced record on the topic, if it is there yet."""
@@ -254,7 +260,7 @@ async def _check(
 
     keys = [o.id for o in orders] + [o.customer_id for o in orders]
     expected_mail: set[str] = set()
-    for service in ("order", "point"):
+    for service in RELAYED:
         backlog = await system.query(
             service,
             "select count(*) as n from outbox where state in ('pending', 'failed')",

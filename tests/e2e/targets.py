@@ -30,22 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from catalogue.services import PROCESSES, SERVICES
 from stackctl.components import LocalStack
 from stackctl.control import build, start
 
 CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "kind" / "cluster.sh"
 
-COMPONENTS = (
-    "kafka",
-    "rabbitmq",
-    "postgres",
-    "order-service",
-    "order-relay",
-    "point-service",
-    "point-relay",
-    "notification-service",
-    "mailpit",
-)
+COMPONENTS = ("kafka", "rabbitmq", "postgres", *PROCESSES, "mailpit")
 
 
 @dataclass(frozen=True)
@@ -94,7 +85,7 @@ class LocalTarget:
             jaeger_query=f"http://{host}:{s.jaeger_query_port}",
             databases={
                 service: self.stack.postgres_dsn(database=service, user=service)
-                for service in ("order", "point", "notification")
+                for service in SERVICES
             },
         )
 
@@ -141,9 +132,7 @@ class KindTarget:
             kafka_bootstrap=env["E2E_KAFKA_BOOTSTRAP"],
             prometheus=env["E2E_PROMETHEUS"],
             jaeger_query=env["E2E_JAEGER_QUERY"],
-            databases={
-                s: env[f"E2E_{s.upper()}_DATABASE_DSN"] for s in ("order", "point", "notification")
-            },
+            databases={s: env[f"E2E_{s.upper()}_DATABASE_DSN"] for s in SERVICES},
         )
 
     def kubectl(self, *args: str) -> list[str]:

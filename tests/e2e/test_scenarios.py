@@ -10,7 +10,6 @@ where injected.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,24 +18,17 @@ from typing import Any
 
 import pytest
 
+from catalogue.services import PROGRAMS
 from catalogue.topology import NOTIFICATION_SEND, ORDERS, ORDERS_POINT_SERVICE_DLT
+from messaging.outbox.headers import parse_outbox_headers
 from tests.e2e.faults import rerouted
 from tests.e2e.system import Injected, PlacedOrder, System, check_invariants
 from tests.e2e.targets import KindTarget, LocalTarget
 from tests.support import kafka
+from tests.support.orders import order_request
+from tests.support.waiting import eventually
 
 Target = LocalTarget | KindTarget
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], timeout_s: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.5)
 
 
 async def test_1_an_order_flows_to_points_and_mail_and_cancel_revokes(system: System) -> None:
@@ -85,12 +77,7 @@ async def test_3_order_database_down_fails_fast_and_recovers_with_nothing_half_w
     system: System, target: Target
 ) -> None:
     customer = f"e2e-dbdown-{uuid.uuid4().hex[:8]}"
-    body = {
-        "customer_id": customer,
-        "customer_email": f"{customer}@example.com",
-        "currency": "EUR",
-        "items": [{"sku": "sku-e2e", "quantity": 1, "unit_price": "3.00"}],
-    }
+    body = order_request(customer, "3.00", "sku-e2e")
     await target.stop("postgres")
     try:
         started = time.monotonic()
@@ -135,7 +122,7 @@ async def test_4_duplicates_injected_on_both_brokers_are_applied_once(system: Sy
         order.id,
         NOTIFICATION_SEND.routing_key,
     )
-    headers = json.loads(row["headers"])["binary"]
+    headers = parse_outbox_headers(row["headers"])["binary"]
     for _ in range(2):
         await system.rabbit.publish(
             NOTIFICATION_SEND.exchange,
@@ -167,13 +154,7 @@ async def test_5_poison_on_the_topic_and_the_queue_is_dead_lettered_and_work_goe
         },
     )
     injected.dead_letter_topic_ids.add(poison_id)
-    parked_id = str(uuid.uuid4())
-    await system.rabbit.publish(
-        NOTIFICATION_SEND.exchange,
-        NOTIFICATION_SEND.routing_key,
-        "{this is not json either",
-        properties={"message_id": parked_id},
-    )
+    parked_id = await system.send_raw_notification("{this is not json either")
     injected.parking_lot_ids.add(parked_id)
     orders = [await system.place("after-poison") for _ in range(3)]
     report = await check_invariants(system, orders, injected, dlt_offsets)
@@ -246,7 +227,7 @@ async def test_8_network_policies_admit_only_the_declared_clients(
 
 
 INFRASTRUCTURE = {"kafka", "rabbitmq", "postgresql", "prometheus", "jaeger", "mailpit"}
-SERVICES = {"order-service", "point-service", "notification-service"}
+SERVICES = set(PROGRAMS)
 
 
 def by_component(pods: dict[str, str]) -> dict[str, set[str]]:

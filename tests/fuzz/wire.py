@@ -45,6 +45,7 @@ from tests.e2e.system import System
 from tests.fuzz.messages import BALANCE, KAFKA_ORDERS, NOTIFY, Expect, FuzzMessage
 from tests.support import kafka
 from tests.support.metrics import Samples, metric, scrape
+from tests.support.waiting import eventually, responds
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 # Where each RabbitMQ consumer's bad input goes.
@@ -424,14 +425,7 @@ class Wire:
         return alive
 
     async def _ready(self, url: str, timeout_s: float = 30) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await self.http.get(url)).status_code == 200:
-                    return True
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(1)
+        return await eventually(lambda: responds(self.http, url), bool, timeout_s, 1)
 
     async def _answers_a_request(self) -> bool:
         assert self.requests is not None

@@ -16,7 +16,11 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from catalogue.contracts.notifications import SendNotification
-from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND
+from catalogue.topology import (
+    NOTIFICATION_PARKING_LOT,
+    NOTIFICATION_SEND,
+    notification_retry_queue,
+)
 from messaging.consumer import Envelope
 from messaging.database import build_engine
 from notification_service.adapters.mailer import SmtpMailer
@@ -25,20 +29,13 @@ from notification_service.service_layer.unit_of_work import UnitOfWork
 from notification_service.settings import NotificationServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support.mail import MailCatcher
 from tests.support.metrics import Samples, metric, scrape
+from tests.support.processes import stopped
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
 
 QUEUE = NOTIFICATION_SEND.routing_key
-
-
-@pytest.fixture
-async def rabbit(local_stack: LocalStack) -> AsyncIterator[RabbitAdmin]:
-    admin = RabbitAdmin.local(local_stack)
-    yield admin
-    await admin.close()
 
 
 @pytest.fixture
@@ -60,7 +57,7 @@ async def send(
 ) -> str:
     message_id = message_id or str(uuid.uuid4())
     await rabbit.publish(
-        "commands",
+        NOTIFICATION_SEND.exchange,
         QUEUE,
         json.dumps({"kind": kind, "recipient": recipient, "subject": subject, "body": "text"}),
         headers=cloudevent_headers("notification.send", message_id=message_id),
@@ -154,14 +151,11 @@ async def test_with_a_backlog_higher_priority_mail_is_delivered_first(
     local_stack: LocalStack, supervisor: Supervisor, rabbit: RabbitAdmin, mail: MailCatcher
 ) -> None:
     to = recipient("prio")
-    supervisor.stop("notification-service")
-    try:
+    async with stopped(local_stack, supervisor, "notification-service"):
         for n in range(30):
             await send(rabbit, to, kind="marketing", priority=1, subject=f"marketing {n}")
         for n in range(10):
             await send(rabbit, to, kind="security", priority=9, subject=f"security {n}")
-    finally:
-        await start(local_stack, supervisor, "notification-service")
     delivered = await mail.wait_for(to, 40)
     order = [m["Subject"].split()[0] for m in delivered]
     assert len(order) == 40
@@ -172,21 +166,18 @@ async def test_smtp_down_means_delayed_retries_then_delivery_once_it_is_back(
     local_stack: LocalStack, supervisor: Supervisor, rabbit: RabbitAdmin, mail: MailCatcher
 ) -> None:
     to = recipient("retry")
-    supervisor.stop("mailpit")
-    try:
+    async with stopped(local_stack, supervisor, "mailpit"):
         await send(rabbit, to, subject="eventually")
         # The first attempt fails and the message waits in a retry queue.
         waited = False
         for _ in range(40):
-            if await rabbit.depth("notification.send.retry.1") or await rabbit.depth(
-                "notification.send.retry.2"
+            if await rabbit.depth(notification_retry_queue(1)) or await rabbit.depth(
+                notification_retry_queue(2)
             ):
                 waited = True
                 break
             await asyncio.sleep(0.25)
         assert waited, "the failed delivery went to a delayed retry queue"
-    finally:
-        await start(local_stack, supervisor, "mailpit")
     delivered = await mail.wait_for(to, 1, timeout_s=60)
     assert [m["Subject"] for m in delivered] == ["eventually"]
     # The failures raised inside the SMTP thread were caught and counted.
@@ -233,11 +224,14 @@ async def test_a_malformed_message_is_parked_at_once_and_the_consumer_keeps_goin
 ) -> None:
     bad_id = str(uuid.uuid4())
     await rabbit.publish(
-        "commands", QUEUE, "{not json", properties={"message_id": bad_id, "priority": 5}
+        NOTIFICATION_SEND.exchange,
+        QUEUE,
+        "{not json",
+        properties={"message_id": bad_id, "priority": 5},
     )
     schema_id = str(uuid.uuid4())
     await rabbit.publish(
-        "commands",
+        NOTIFICATION_SEND.exchange,
         QUEUE,
         json.dumps({"kind": "carrier-pigeon", "recipient": "x@example.com", "subject": "s"}),
         headers=cloudevent_headers("notification.send", message_id=schema_id),

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from catalogue.topology import ORDERS
 from stackctl.components import LocalStack
 from tests.e2e.targets import LocalTarget
 from tests.observability.verify import (
@@ -113,11 +114,12 @@ async def test_a_dead_lettered_message_fires_its_alert(
                 for a in alerts
                 if a["labels"]["alertname"] == "MessagesDeadLettered" and a["state"] == "firing"
             ]
-            if any(f.get("source") == "orders" and f.get("reason") == "poison" for f in firing):
+            if any(f.get("source") == ORDERS.topic and f.get("reason") == "poison" for f in firing):
                 break
             await asyncio.sleep(1)
     assert any(
-        (f.get("job"), f.get("source"), f.get("reason")) == ("point-service", "orders", "poison")
+        (f.get("job"), f.get("source"), f.get("reason"))
+        == ("point-service", ORDERS.topic, "poison")
         for f in firing
     ), firing
 
@@ -162,13 +164,7 @@ async def test_own_metrics_follow_the_conventions(local_stack: LocalStack, app: 
     no family grows past a bound (label values come from fixed sets:
     destinations, outcomes, kinds, routes). Counters end in _total by
     construction (prometheus-client appends it)."""
-    port = {
-        "order-service": local_stack.s.order_service_port,
-        "order-relay": local_stack.s.order_relay_port,
-        "point-service": local_stack.s.point_service_port,
-        "point-relay": local_stack.s.point_relay_port,
-        "notification-service": local_stack.s.notification_service_port,
-    }[app]
+    port = getattr(local_stack.s, f"{app.replace('-', '_')}_port")
     url = f"http://{local_stack.s.host}:{port}/metrics"
     async with httpx.AsyncClient(timeout=5, follow_redirects=True) as http:
         body = (await http.get(url)).text

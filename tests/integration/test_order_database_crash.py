@@ -15,6 +15,7 @@ import httpx
 
 from stackctl.components import LocalStack
 from stackctl.supervisor import Supervisor
+from tests.support.orders import order_request
 
 
 async def test_orders_during_a_database_crash_get_503_never_500(
@@ -26,15 +27,7 @@ async def test_orders_during_a_database_crash_get_503_never_500(
 
         async def place() -> int:
             customer = f"it-crash-{uuid.uuid4().hex[:10]}"
-            response = await client.post(
-                "/orders",
-                json={
-                    "customer_id": customer,
-                    "customer_email": f"{customer}@example.com",
-                    "currency": "EUR",
-                    "items": [{"sku": "s1", "quantity": 1, "unit_price": "3.00"}],
-                },
-            )
+            response = await client.post("/orders", json=order_request(customer, "3.00", "s1"))
             if response.status_code == 503:
                 assert response.headers["Retry-After"]
             return response.status_code

@@ -5,7 +5,6 @@ orders accepted while Kafka is down."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,8 +16,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from catalogue.topology import NOTIFICATION_SEND, ORDERS
 from messaging.database import build_engine
 from messaging.envelope import MessageContext
+from messaging.outbox.headers import parse_outbox_headers
 from messaging.outbox.writer import write_to_outbox
 from order_service.domain.model import Line
 from order_service.service_layer import handlers
@@ -26,9 +27,9 @@ from order_service.service_layer.unit_of_work import UnitOfWork
 from order_service.settings import OrderServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
+from tests.support.processes import stopped
 
 
 def new_order(customer: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -40,13 +41,6 @@ def new_order(customer: str | None = None, **changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
-
-
-@pytest.fixture
-async def api(local_stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    base = f"http://{local_stack.s.host}:{local_stack.s.order_service_port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture
@@ -79,11 +73,11 @@ async def test_placing_an_order_writes_the_order_and_its_messages_in_one_transac
     )
     assert row is not None
     assert (row["destination"], row["routing_key"], row["priority"]) == (
-        "commands",
-        "notification.send",
+        NOTIFICATION_SEND.exchange,
+        NOTIFICATION_SEND.routing_key,
         7,
     )
-    headers = json.loads(row["headers"])
+    headers = parse_outbox_headers(row["headers"])
     assert headers["ce"]["correlationid"] == response.headers["x-correlation-id"]
     assert headers["trace"]["traceparent"].startswith("00-")
 
@@ -103,7 +97,7 @@ async def test_a_rolled_back_transaction_produces_no_message(
     uow = FailsBeforeCommit(
         async_sessionmaker(engine, expire_on_commit=False), MessageContext("rollback")
     )
-    since = await kafka.end_offsets(local_stack.kafka_bootstrap, "orders")
+    since = await kafka.end_offsets(local_stack.kafka_bootstrap, ORDERS.topic)
     customer = f"rollback-{uuid.uuid4().hex[:8]}"
 
     with pytest.raises(RuntimeError):
@@ -121,7 +115,7 @@ async def test_a_rolled_back_transaction_produces_no_message(
     )
     # And nothing about it reaches Kafka while the relay keeps draining.
     records = await kafka.read(
-        local_stack.kafka_bootstrap, "orders", until=10**9, timeout_s=3, since=since
+        local_stack.kafka_bootstrap, ORDERS.topic, until=10**9, timeout_s=3, since=since
     )
     assert not [r for r in records if r.value.get("customer_id") == customer]
 
@@ -235,8 +229,7 @@ async def test_database_down_gives_503_fast_and_nothing_half_written(
     local_stack: LocalStack, supervisor: Supervisor, api: httpx.AsyncClient
 ) -> None:
     customer = f"dbdown-{uuid.uuid4().hex[:8]}"
-    supervisor.stop("postgres")
-    try:
+    async with stopped(local_stack, supervisor, "postgres"):
         started = time.monotonic()
         response = await api.post("/orders", json=new_order(customer))
         elapsed = time.monotonic() - started
@@ -244,8 +237,6 @@ async def test_database_down_gives_503_fast_and_nothing_half_written(
         assert response.headers["retry-after"] == "5"
         assert elapsed < 5, f"503 took {elapsed:.1f}s"
         assert (await api.get("/health/ready")).status_code == 503
-    finally:
-        await start(local_stack, supervisor, "postgres")
 
     for _ in range(50):
         response = await api.post("/orders", json=new_order(customer))
@@ -264,10 +255,9 @@ async def test_database_down_gives_503_fast_and_nothing_half_written(
 async def test_orders_are_accepted_while_kafka_is_down_and_all_events_arrive_in_order(
     local_stack: LocalStack, supervisor: Supervisor, api: httpx.AsyncClient
 ) -> None:
-    since = await kafka.end_offsets(local_stack.kafka_bootstrap, "orders")
+    since = await kafka.end_offsets(local_stack.kafka_bootstrap, ORDERS.topic)
     customer = f"kafkadown-{uuid.uuid4().hex[:8]}"
-    supervisor.stop("kafka")
-    try:
+    async with stopped(local_stack, supervisor, "kafka"):
         limit = asyncio.Semaphore(20)
 
         async def place() -> httpx.Response:
@@ -280,11 +270,9 @@ async def test_orders_are_accepted_while_kafka_is_down_and_all_events_arrive_in_
         cancelled = ids[:100]
         for order_id in cancelled:
             assert (await api.post(f"/orders/{order_id}/cancel")).status_code == 200
-    finally:
-        await start(local_stack, supervisor, "kafka")
 
     records = await kafka.read(
-        local_stack.kafka_bootstrap, "orders", until=1100, timeout_s=120, since=since
+        local_stack.kafka_bootstrap, ORDERS.topic, until=1100, timeout_s=120, since=since
     )
     mine = [r for r in kafka.first_occurrences(records) if r.value["customer_id"] == customer]
     placed = {r.value["order_id"] for r in mine if r.headers["ce_type"] == "order.placed"}

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from catalogue.topology import COMMANDS_EXCHANGE
-from messaging.envelope import KafkaTopic, RabbitRoute
+from messaging.envelope import KafkaTopic, OutgoingMessage, RabbitRoute
 from stackctl.components import LocalStack
 from tests.support import kafka
 from tests.support.metrics import metric
@@ -75,11 +75,18 @@ def assert_in_order_per_key(records: list[kafka.Record]) -> None:
     assert all(len(p) == 1 for p in partitions.values())
 
 
+def insert_keyed(outbox: OutboxFixture, topic: str, total: int, keys: int) -> list[OutgoingMessage]:
+    """`total` probe messages into the outbox, round-robin over `keys` ordering
+    keys, each key's numbered from 0."""
+    messages = [probe_message(KafkaTopic(topic), f"k{i % keys}", i // keys) for i in range(total)]
+    outbox.insert(messages)
+    return messages
+
+
 async def test_relay_sigkilled_mid_drain_loses_nothing_and_redelivers_with_same_ids(
     local_stack: LocalStack, outbox: OutboxFixture, topic: str, relays: Relays
 ) -> None:
-    messages = [probe_message(KafkaTopic(topic), f"k{i % 200}", i // 200) for i in range(10_000)]
-    outbox.insert(messages)
+    messages = insert_keyed(outbox, topic, 10_000, keys=200)
     victim = await relays.start(relay_batch_size="200")
     sent = await outbox.wait_until("state = 'sent'", 3_000, timeout_s=60)
     victim.signal(signal.SIGKILL)
@@ -130,8 +137,7 @@ async def test_two_relays_on_one_table_keep_per_key_order_while_one_dies(
 async def test_sigterm_finishes_the_batch_in_flight_and_exits_cleanly(
     local_stack: LocalStack, outbox: OutboxFixture, topic: str, relays: Relays
 ) -> None:
-    messages = [probe_message(KafkaTopic(topic), f"k{i % 100}", i // 100) for i in range(5_000)]
-    outbox.insert(messages)
+    messages = insert_keyed(outbox, topic, 5_000, keys=100)
     relay = await relays.start(relay_batch_size="100")
     await outbox.wait_until("state = 'sent'", 500)
     relay.signal(signal.SIGTERM)

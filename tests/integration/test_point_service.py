@@ -21,24 +21,22 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from catalogue.topology import ORDERS, ORDERS_POINT_SERVICE_DLT, POINT_COMMANDS
+from catalogue.topology import (
+    ORDERS,
+    ORDERS_POINT_SERVICE_DLT,
+    POINT_COMMANDS,
+    POINT_COMMANDS_DEAD_LETTER,
+    POINT_SERVICE_GROUP,
+)
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from stackctl.control import start
 from stackctl.supervisor import Supervisor
 from tests.support import kafka
 from tests.support.metrics import Samples, metric, scrape
-from tests.support.processes import spawn_point_service
+from tests.support.orders import order_request
+from tests.support.processes import spawn_point_service, stopped
 from tests.support.rabbit import RabbitAdmin, cloudevent_headers
-
-GROUP = "point-service"
-
-
-@pytest.fixture
-async def api(local_stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    base = f"http://{local_stack.s.host}:{local_stack.s.order_service_port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        yield client
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -48,23 +46,8 @@ async def points_db(local_stack: LocalStack) -> AsyncIterator[asyncpg.Connection
     await conn.close()
 
 
-@pytest.fixture
-async def rabbit(local_stack: LocalStack) -> AsyncIterator[RabbitAdmin]:
-    admin = RabbitAdmin.local(local_stack)
-    yield admin
-    await admin.close()
-
-
 async def place(api: httpx.AsyncClient, customer: str, amount: str = "10.00") -> str:
-    response = await api.post(
-        "/orders",
-        json={
-            "customer_id": customer,
-            "customer_email": f"{customer}@example.com",
-            "currency": "EUR",
-            "items": [{"sku": "sku-1", "quantity": 1, "unit_price": amount}],
-        },
-    )
+    response = await api.post("/orders", json=order_request(customer, amount, "sku-1"))
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -72,12 +55,10 @@ async def place(api: httpx.AsyncClient, customer: str, amount: str = "10.00") ->
 async def wait_for_rows(
     db: asyncpg.Connection, query: str, *args: Any, expected: int, timeout_s: float = 60
 ) -> int:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        count = int(await db.fetchval(query, *args))
-        if count >= expected or time.monotonic() > deadline:
-            return count
-        await asyncio.sleep(0.2)
+    async def count() -> int:
+        return int(await db.fetchval(query, *args))
+
+    return await eventually(count, lambda n: n >= expected, timeout_s, 0.2)
 
 
 async def grants(db: asyncpg.Connection, customer: str) -> list[int]:
@@ -185,11 +166,8 @@ async def test_reprocessing_after_commit_before_offset_commit_grants_nothing_twi
         customer,
         expected=20,
     )
-    supervisor.stop("point-service")
-    try:
-        rewound = await rewind_group(local_stack, GROUP, by=50)
-    finally:
-        await start(local_stack, supervisor, "point-service")
+    async with stopped(local_stack, supervisor, "point-service"):
+        rewound = await rewind_group(local_stack, POINT_SERVICE_GROUP, by=50)
     assert rewound >= 20
     # The fresh process counts from zero: every re-read record is either a
     # duplicate found in the inbox, or a poison message dead-lettered again.
@@ -266,7 +244,7 @@ async def test_two_replicas_share_the_partitions_and_grant_each_order_once(
     log = (tmp_path / "replica.log").open("wb")
     replica, replica_port = spawn_point_service(local_stack, log)
     try:
-        members = await wait_for_members(local_stack, GROUP, 2)
+        members = await wait_for_members(local_stack, POINT_SERVICE_GROUP, 2)
         assert len(members) == 2, "both replicas joined the group"
         assignments = [m for m in members if m]
         assert len(assignments) == 2, "each replica owns partitions"
@@ -317,7 +295,7 @@ async def test_replay_into_a_new_group_reproduces_the_balances(
         customer,
         expected=6,
     )
-    await wait_for_lag_zero(local_stack, GROUP)
+    await wait_for_lag_zero(local_stack, POINT_SERVICE_GROUP)
     result = subprocess.run(
         [str(Path(sys.executable).with_name("point-service")), "rebuild-projection"],
         env={**os.environ, **Apps(local_stack).point_service_env()},
@@ -371,7 +349,7 @@ async def test_poison_on_the_topic_is_dead_lettered_and_the_consumer_keeps_going
     assert by_key["poison-2"].headers["x-dead-letter-kind"] == "poison"
     assert "ValidationError" in by_key["poison-2"].headers["x-dead-letter-reason"]
     assert by_key["poison-2"].headers["x-original-topic"] == ORDERS.topic
-    assert by_key["poison-2"].headers["x-consumer-group"] == GROUP
+    assert by_key["poison-2"].headers["x-consumer-group"] == POINT_SERVICE_GROUP
     assert by_key["poison-2"].headers["ce_id"] == bad_id
 
 
@@ -380,22 +358,22 @@ async def test_grant_points_command_and_a_command_that_cannot_apply(
 ) -> None:
     customer = f"cmd-{uuid.uuid4().hex[:8]}"
     good, bad = str(uuid.uuid4()), str(uuid.uuid4())
-    before = await rabbit.wait_for_depth("point.commands.dead-letter", 0, timeout_s=0)
+    before = await rabbit.wait_for_depth(POINT_COMMANDS_DEAD_LETTER, 0, timeout_s=0)
     await rabbit.publish(
-        "commands",
+        POINT_COMMANDS.exchange,
         POINT_COMMANDS.routing_key,
         json.dumps({"customer_id": customer, "points": 25, "reason": "goodwill"}),
         headers=cloudevent_headers("point.grant", message_id=good),
         properties={"content_type": "application/json", "message_id": good},
     )
     await rabbit.publish(
-        "commands",
+        POINT_COMMANDS.exchange,
         POINT_COMMANDS.routing_key,
         json.dumps({"customer_id": customer, "points": -1000, "reason": "too much"}),
         headers=cloudevent_headers("point.grant", message_id=bad),
         properties={"content_type": "application/json", "message_id": bad},
     )
-    await rabbit.publish("commands", POINT_COMMANDS.routing_key, "garbage")
+    await rabbit.publish(POINT_COMMANDS.exchange, POINT_COMMANDS.routing_key, "garbage")
     assert (
         await wait_for_rows(
             points_db,
@@ -411,8 +389,8 @@ async def test_grant_points_command_and_a_command_that_cannot_apply(
         )
         == 25
     )
-    assert await rabbit.wait_for_depth("point.commands.dead-letter", before + 2) >= before + 2
-    parked = await rabbit.peek("point.commands.dead-letter", 1000)
+    assert await rabbit.wait_for_depth(POINT_COMMANDS_DEAD_LETTER, before + 2) >= before + 2
+    parked = await rabbit.peek(POINT_COMMANDS_DEAD_LETTER, 1000)
     reasons = {m["properties"].get("message_id"): m["properties"]["headers"] for m in parked}
     assert "cannot apply -1000" in reasons[bad]["x-dead-letter-reason"]
     assert any("not a CloudEvent" in h["x-dead-letter-reason"] for h in reasons.values())
@@ -423,8 +401,7 @@ async def test_summary_answers_within_the_timeout_while_point_service_is_down(
 ) -> None:
     customer = f"sum-{uuid.uuid4().hex[:8]}"
     await place(api, customer)
-    supervisor.stop("point-service")
-    try:
+    async with stopped(local_stack, supervisor, "point-service"):
         started = time.monotonic()
         summary = await api.get(f"/customers/{customer}/summary")
         elapsed = time.monotonic() - started
@@ -432,8 +409,6 @@ async def test_summary_answers_within_the_timeout_while_point_service_is_down(
         assert summary.json()["points"]["status"] == "unavailable"
         assert summary.json()["orders"] == 1
         assert elapsed < 0.5, f"answered after {elapsed:.3f}s"
-    finally:
-        await start(local_stack, supervisor, "point-service")
     for _ in range(50):
         points = (await api.get(f"/customers/{customer}/summary")).json()["points"]
         if points["status"] == "available":
@@ -467,14 +442,14 @@ async def rewind_group(stack: LocalStack, group: str, by: int) -> int:
 
 
 async def wait_for_members(stack: LocalStack, group: str, count: int) -> list[list[int]]:
-    deadline = time.monotonic() + 60
-    while True:
+    async def members() -> list[list[int]]:
         _, found = await kafka.group_members(stack.kafka_bootstrap, group, ORDERS.topic)
-        members = [m.partitions for m in found]
-        settled = len(members) >= count and all(members)
-        if (settled and sum(len(x) for x in members) == 6) or time.monotonic() > deadline:
-            return members
-        await asyncio.sleep(0.5)
+        return [m.partitions for m in found]
+
+    def settled(members: list[list[int]]) -> bool:
+        return len(members) >= count and all(members) and sum(len(x) for x in members) == 6
+
+    return await eventually(members, settled, 60)
 
 
 async def wait_for_lag_zero(stack: LocalStack, group: str, timeout_s: float = 60) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from catalogue.services import SERVICES
 from stackctl.components import LocalStack
-from stackctl.credentials import SERVICES
 
 
 @pytest.mark.parametrize("service", SERVICES)

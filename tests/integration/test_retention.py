@@ -6,7 +6,6 @@ does once its id was forgotten (docs/messaging.md, "Retention")."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -48,7 +47,7 @@ from point_service.settings import PointServiceSettings
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from tests.support.metrics import Samples, metric, scrape
-from tests.support.outbox import free_port
+from tests.support.waiting import free_port, wait_until
 
 # Older than anything the stack wrote: a purge takes these first, in order.
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
@@ -285,15 +284,6 @@ def spawn(local_stack: LocalStack, tmp_path: Path) -> Iterator[Callable[..., Spa
             s.process.send_signal(signal.SIGTERM)
             s.process.wait(30)
         s.log.close()
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.25)
-    return False
 
 
 INTERVAL = {

@@ -55,6 +55,7 @@ from catalogue import accounts, topology
 from catalogue.accounts import AccountsSettings
 from catalogue.contracts.notifications import NotificationKind, SendNotification
 from catalogue.contracts.points import GetPointBalance, PointBalance
+from catalogue.services import SERVICES
 from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND, ProvisionSettings
 from messaging.connections import (
     kafka_client_options,
@@ -85,10 +86,10 @@ from outbox_relay.settings import RelaySettings
 from outbox_relay.store import OutboxRow
 from point_service.entrypoints.replay import rebuild_projection
 from point_service.settings import PointServiceSettings
-from stackctl.components import PG_BIN, RABBITMQ_BIN
+from stackctl.components import PG_BIN, RABBITMQ_BIN, rabbitmq_node_environment
 from stackctl.settings import StackSettings
 from tests.support.mail import MailCatcher
-from tests.support.outbox import free_port
+from tests.support.waiting import free_port
 
 STACK = StackSettings()
 MAILPIT = STACK.tools_dir / "bin" / "mailpit"
@@ -122,7 +123,7 @@ BASE: dict[str, Any] = {
     "rabbitmq_password": "unused",
     "otel_service_name": "tls-tests",
 }
-PASSWORDS = {s: secrets.token_urlsafe(12) for s in accounts.SERVICES}
+PASSWORDS = {s: secrets.token_urlsafe(12) for s in SERVICES}
 
 
 # -- the throw-away PKI ---------------------------------------------------------
@@ -293,25 +294,10 @@ def rabbitmq_server(workdir: Path, pki: Pki, ports: dict[str, int]) -> list[Serv
     (base / "advanced.config").write_text("[].\n")
     (base / "rabbitmq-env.conf").write_text("")
     (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
-    env = {
-        "HOME": str(base / "home"),
-        "RABBITMQ_NODENAME": f"tls{ports['amqps']}@localhost",
-        "RABBITMQ_DIST_PORT": str(ports["dist"]),
-        # Erlang distribution on loopback too, as the local stack's node.
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "ERL_EPMD_PORT": str(ports["epmd"]),
-        "ERL_EPMD_ADDRESS": HOST,
-        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(base / "log"),
-        "RABBITMQ_LOGS": "-",
-        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
-        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
-        "ERL_CRASH_DUMP": str(base / "log" / "erl_crash.dump"),
-    }
+    # Laid out as the local stack's node, its Erlang distribution on loopback too.
+    env = rabbitmq_node_environment(
+        base, f"tls{ports['amqps']}@localhost", HOST, ports["dist"], ports["epmd"]
+    )
     epmd = Server(
         "epmd", ["epmd", "-port", str(ports["epmd"]), "-address", HOST], base / "epmd.log"
     )
@@ -522,6 +508,13 @@ def database(postgres: Postgres, service: str, **values: Any) -> dict[str, Any]:
     }
 
 
+def point_database_over_tls(postgres: Postgres, pki: Pki) -> dict[str, Any]:
+    """point-service's database settings, the server verified against the test CA."""
+    return database(
+        postgres, "point", database_sslmode="verify-full", database_sslrootcert=pki.ca_file
+    )
+
+
 @pytest.fixture(scope="module")
 async def provisioned_postgres(postgres: Postgres, pki: Pki) -> Postgres:
     """provision-accounts' PostgreSQL step, its admin connection verified."""
@@ -536,18 +529,11 @@ async def provisioned_postgres(postgres: Postgres, pki: Pki) -> Postgres:
             "rabbitmq_management_url": "http://unused",
             "rabbitmq_admin_user": "admin",
             "rabbitmq_admin_password": "unused",
-            **{f"{s}_database_password": PASSWORDS[s] for s in accounts.SERVICES},
-            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in accounts.SERVICES},
+            **{f"{s}_database_password": PASSWORDS[s] for s in SERVICES},
+            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in SERVICES},
         }
     )
-    await accounts.provision_postgres(
-        settings.postgres_host,
-        settings.postgres_port,
-        settings.postgres_admin_user,
-        settings.postgres_admin_password.get_secret_value(),
-        settings.passwords("database"),
-        ssl=settings.postgres_ssl(),
-    )
+    await accounts.provision_postgres_of(settings)
     return postgres
 
 
@@ -560,12 +546,7 @@ async def test_services_reach_postgres_over_verified_tls(
     provisioned_postgres: Postgres, pki: Pki
 ) -> None:
     settings = PointServiceSettings.model_validate(
-        database(
-            provisioned_postgres,
-            "point",
-            database_sslmode="verify-full",
-            database_sslrootcert=pki.ca_file,
-        )
+        point_database_over_tls(provisioned_postgres, pki)
     )
     engine = build_engine(settings, "tls-test")
     try:
@@ -581,12 +562,7 @@ async def test_services_reach_postgres_over_verified_tls(
 @pytest.fixture(scope="module")
 def migrated_postgres(provisioned_postgres: Postgres, pki: Pki) -> Postgres:
     """point-service's database, migrated by `point-service migrate` over verified TLS."""
-    values = database(
-        provisioned_postgres,
-        "point",
-        database_sslmode="verify-full",
-        database_sslrootcert=pki.ca_file,
-    )
+    values = point_database_over_tls(provisioned_postgres, pki)
     env = {**os.environ, **{k.upper(): str(v) for k, v in values.items()}}
     env.pop("PGSSLMODE", None)
     migrate = subprocess.run(
@@ -602,14 +578,7 @@ def migrated_postgres(provisioned_postgres: Postgres, pki: Pki) -> Postgres:
 
 @needs_postgres
 async def test_migrations_run_over_verified_tls(migrated_postgres: Postgres, pki: Pki) -> None:
-    settings = PointServiceSettings.model_validate(
-        database(
-            migrated_postgres,
-            "point",
-            database_sslmode="verify-full",
-            database_sslrootcert=pki.ca_file,
-        )
-    )
+    settings = PointServiceSettings.model_validate(point_database_over_tls(migrated_postgres, pki))
     engine = build_engine(settings, "tls-test")
     try:
         async with engine.connect() as conn:
@@ -644,14 +613,7 @@ async def test_the_relay_connections_are_verified_tls(
     finally:
         await relay._close()
     # `outbox-relay failures list`: its own connection.
-    point = RelaySettings.model_validate(
-        database(
-            migrated_postgres,
-            "point",
-            database_sslmode="verify-full",
-            database_sslrootcert=pki.ca_file,
-        )
-    )
+    point = RelaySettings.model_validate(point_database_over_tls(migrated_postgres, pki))
     await list_failures(point, 10)
     assert "0 failed message(s) in outbox" in capsys.readouterr().out
 
@@ -860,8 +822,8 @@ async def rabbitmq(launched: Launched, pki: Pki) -> Rabbit:
             "rabbitmq_management_ssl_cafile": pki.ca_file,
             "rabbitmq_admin_user": "admin",
             "rabbitmq_admin_password": "admin-secret",
-            **{f"{s}_database_password": PASSWORDS[s] for s in accounts.SERVICES},
-            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in accounts.SERVICES},
+            **{f"{s}_database_password": PASSWORDS[s] for s in SERVICES},
+            **{f"{s}_rabbitmq_password": PASSWORDS[s] for s in SERVICES},
         }
     )
 

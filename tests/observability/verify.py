@@ -32,16 +32,16 @@ from typing import Any
 import httpx
 import yaml
 
-from catalogue.topology import NOTIFICATION_SEND, ORDERS
+from catalogue.services import PROCESSES
+from catalogue.topology import ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import Endpoints, target_from_env
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "observability" / "dashboards"
 RULES = ROOT / "deploy" / "observability" / "rules"
-TRACE_SERVICES = frozenset(
-    {"order-service", "order-relay", "point-service", "point-relay", "notification-service"}
-)
+TRACE_SERVICES = frozenset(PROCESSES)
 ROOT_SPAN = ("order-service", "POST /orders")
 SMTP_SPAN = "smtp send"
 # What Grafana would put for $__rate_interval at a 5 s scrape interval, rounded up.
@@ -168,12 +168,9 @@ async def settled_empty_panels(
     prometheus: httpx.AsyncClient, all_panels: list[Panel], settle_s: float
 ) -> list[Panel]:
     """Panels still without data once the traffic had `settle_s` to show."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        empty = await empty_panels(prometheus, all_panels)
-        if not empty or time.monotonic() > deadline:
-            return empty
-        await asyncio.sleep(2)
+    return await eventually(
+        lambda: empty_panels(prometheus, all_panels), lambda empty: not empty, settle_s, 2
+    )
 
 
 async def loaded_rules(prometheus: httpx.AsyncClient) -> dict[str, str]:
@@ -207,13 +204,7 @@ async def drive(system: System) -> Driven:
         b"{not json",
         {"ce_id": str(uuid.uuid4()), "ce_type": "order.placed", "ce_source": "verify"},
     )
-    poison_command_id = str(uuid.uuid4())
-    await system.rabbit.publish(
-        NOTIFICATION_SEND.exchange,
-        NOTIFICATION_SEND.routing_key,
-        "{not json",
-        properties={"message_id": poison_command_id},
-    )
+    poison_command_id = await system.send_raw_notification("{not json")
     return Driven(orders[0], poison_command_id)
 
 

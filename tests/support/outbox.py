@@ -30,6 +30,7 @@ from messaging.outbox.writer import outbox_row
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from tests.support.metrics import Samples, scrape
+from tests.support.waiting import free_port
 
 
 class Probe(Contract):
@@ -105,14 +106,6 @@ class OutboxFixture:
             if n >= expected or asyncio.get_running_loop().time() > deadline:
                 return n
             await asyncio.sleep(0.1)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RelayProcess:

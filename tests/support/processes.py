@@ -1,16 +1,21 @@
-"""Extra service processes beside the supervised ones (a second replica)."""
+"""The stack's processes in tests: one stopped for a while, and extra
+service processes beside the supervised ones (a second replica)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
 from stackctl.apps import Apps
 from stackctl.components import LocalStack
-from tests.support.outbox import free_port
+from stackctl.control import start
+from stackctl.supervisor import Supervisor
+from tests.support.waiting import free_port
 
 
 def spawn_point_service(
@@ -27,3 +32,14 @@ def spawn_point_service(
     command = [str(Path(sys.executable).with_name("point-service")), "serve"]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process, port
+
+
+@asynccontextmanager
+async def stopped(stack: LocalStack, supervisor: Supervisor, name: str) -> AsyncIterator[None]:
+    """The component stopped for the block, and started again, ready, after it
+    (whatever happened in the block)."""
+    supervisor.stop(name)
+    try:
+        yield
+    finally:
+        await start(stack, supervisor, name)

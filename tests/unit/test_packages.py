@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from catalogue import services
+from catalogue.services import program
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {
     "messaging": ROOT / "services/messaging/src/messaging",
     "catalogue": ROOT / "services/catalogue/src/catalogue",
     "outbox_relay": ROOT / "services/outbox-relay/src/outbox_relay",
 }
-SERVICES = {"order_service", "point_service", "notification_service"}
+SERVICES = {program(s).replace("-", "_") for s in services.SERVICES}
 # What each package must not import (by top-level package name).
 FORBIDDEN = {
     "messaging": {"catalogue", "outbox_relay", *SERVICES},

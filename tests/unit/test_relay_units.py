@@ -15,7 +15,6 @@ from messaging.envelope import Contract, KafkaTopic, MessageContext, OutgoingMes
 from messaging.outbox.names import checked_table_name
 from messaging.outbox.writer import outbox_row
 from outbox_relay.settings import RelaySettings
-from outbox_relay.store import OutboxRow
 
 
 def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:
@@ -91,24 +90,3 @@ def test_rabbitmq_rows_carry_ce_dash_headers() -> None:
         JSONFormat(),
     )
     assert event.get_source() == "tests"
-
-
-def test_rows_from_an_older_writer_without_binary_headers_still_get_them() -> None:
-    message = note_to(KafkaTopic("notes"))
-    row = outbox_row(message)
-    stored = OutboxRow(
-        id=1,
-        message_id=message.id,
-        message_type=message.type,
-        destination_kind="kafka",
-        destination="notes",
-        routing_key=None,
-        ordering_key="subject-1",
-        payload="{}",
-        headers={"ce": row["headers"]["ce"], "trace": {}},
-        priority=None,
-        best_effort=False,
-        attempts=0,
-        created_at=message.time,
-    )
-    assert stored.binary_headers() == row["headers"]["binary"]

@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from catalogue import accounts
 from catalogue.accounts import AccountsSettings
 from catalogue.contracts.notifications import NotificationKind, SendNotification
+from catalogue.services import SERVICES
 from messaging.asyncapi import placeholder_settings
 from messaging.connections import (
     database_ssl,
@@ -399,7 +399,7 @@ ACCOUNTS = {
     "rabbitmq_management_url": "http://r:15672",
     "rabbitmq_admin_user": "a",
     "rabbitmq_admin_password": "a",
-    **{f"{s}_{k}_password": "x" for s in accounts.SERVICES for k in ("database", "rabbitmq")},
+    **{f"{s}_{k}_password": "x" for s in SERVICES for k in ("database", "rabbitmq")},
 }
 
 

@@ -4,18 +4,12 @@ non-zero instead of serving health checks with nothing running."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import uvicorn
 
 from messaging.serving import ExitWhenTheAppStops, Message
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.waiting import free_port
 
 
 class AppWhoseBrokerFails:

@@ -7,8 +7,10 @@ the same ones the Helm chart sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from catalogue.services import RELAYED, SERVICES, program, relay_program
 from stackctl import probes
 from stackctl.components import Component, LocalStack
 
@@ -82,17 +84,19 @@ class Apps:
             **self.database_env(service),
             **self.kafka_env(),
             **self.rabbitmq_env(service),
-            **self.telemetry_env(f"{service}-relay"),
+            **self.telemetry_env(relay_program(service)),
             **self.http_env(port),
             "OUTBOX_TABLE": "outbox",
         }
-        return self.service(f"{service}-relay", [str(self.bin / "outbox-relay"), "run"], env, port)
+        return self.service(
+            relay_program(service), [str(self.bin / "outbox-relay"), "run"], env, port
+        )
 
     def order_service_env(self) -> dict[str, str]:
         return {
             **self.database_env("order"),
             **self.rabbitmq_env("order"),
-            **self.telemetry_env("order-service"),
+            **self.telemetry_env(program("order")),
             **self.http_env(self.s.order_service_port),
         }
 
@@ -101,7 +105,7 @@ class Apps:
             **self.database_env("point"),
             **self.kafka_env(),
             **self.rabbitmq_env("point"),
-            **self.telemetry_env("point-service"),
+            **self.telemetry_env(program("point")),
             **self.http_env(self.s.point_service_port),
         }
 
@@ -109,35 +113,32 @@ class Apps:
         return {
             **self.database_env("notification"),
             **self.rabbitmq_env("notification"),
-            **self.telemetry_env("notification-service"),
+            **self.telemetry_env(program("notification")),
             **self.http_env(self.s.notification_service_port),
             "SMTP_HOST": self.s.host,
             "SMTP_PORT": str(self.s.mailpit_smtp_port),
         }
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment of the service's program (and of its migrations)."""
+        env: Callable[[], dict[str, str]] = getattr(self, f"{service}_service_env")
+        return env()
+
     def components(self) -> list[Component]:
-        return [
-            self.service(
-                "order-service",
-                [str(self.bin / "order-service"), "serve"],
-                self.order_service_env(),
-                self.s.order_service_port,
-            ),
-            self.relay("order", self.s.order_relay_port),
-            self.service(
-                "point-service",
-                [str(self.bin / "point-service"), "serve"],
-                self.point_service_env(),
-                self.s.point_service_port,
-            ),
-            self.relay("point", self.s.point_relay_port),
-            self.service(
-                "notification-service",
-                [str(self.bin / "notification-service"), "serve"],
-                self.notification_service_env(),
-                self.s.notification_service_port,
-            ),
-        ]
+        """Each service's program, and its outbox relay where it has one."""
+        components = []
+        for service in SERVICES:
+            components.append(
+                self.service(
+                    program(service),
+                    [str(self.bin / program(service)), "serve"],
+                    self.service_env(service),
+                    getattr(self.s, f"{service}_service_port"),
+                )
+            )
+            if service in RELAYED:
+                components.append(self.relay(service, getattr(self.s, f"{service}_relay_port")))
+        return components
 
     def jobs(self) -> list[Job]:
         return [
@@ -146,19 +147,12 @@ class Apps:
                 [str(self.bin / "provision-topology")],
                 {**self.kafka_env(), **self.rabbitmq_env(None)},
             ),
-            Job(
-                "order-migrate",
-                [str(self.bin / "order-service"), "migrate"],
-                self.order_service_env(),
-            ),
-            Job(
-                "point-migrate",
-                [str(self.bin / "point-service"), "migrate"],
-                self.point_service_env(),
-            ),
-            Job(
-                "notification-migrate",
-                [str(self.bin / "notification-service"), "migrate"],
-                self.notification_service_env(),
+            *(
+                Job(
+                    f"{service}-migrate",
+                    [str(self.bin / program(service)), "migrate"],
+                    self.service_env(service),
+                )
+                for service in SERVICES
             ),
         ]

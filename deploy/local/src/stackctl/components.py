@@ -185,30 +185,13 @@ class LocalStack:
         )
 
     def rabbitmq_environment(self) -> dict[str, str]:
-        base = self.s.state_dir / "rabbitmq"
-        # Erlang distribution listens on every interface unless told otherwise,
-        # whatever rabbitmq.conf says; the CLI tools (rabbitmqctl through
-        # `stackctl exec rabbitmq`) start a distribution listener of their own.
-        loopback_dist = f"-kernel inet_dist_use_interface {_erlang_ip(self.s.host)}"
-        return {
-            "HOME": str(base / "home"),
-            "RABBITMQ_NODENAME": "stack@localhost",
-            "RABBITMQ_DIST_PORT": str(self.s.rabbitmq_dist_port),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_dist,
-            "RABBITMQ_CTL_ERL_ARGS": loopback_dist,
-            "ERL_EPMD_PORT": str(self.s.epmd_port),
-            "ERL_EPMD_ADDRESS": self.s.host,
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_LOGS": "-",
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
-            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
-            # A killed VM's crash dump goes with the state, not into the checkout.
-            "ERL_CRASH_DUMP": str(base / "log" / "erl_crash.dump"),
-        }
+        return rabbitmq_node_environment(
+            self.s.state_dir / "rabbitmq",
+            "stack@localhost",
+            self.s.host,
+            self.s.rabbitmq_dist_port,
+            self.s.epmd_port,
+        )
 
     def rabbitmq(self) -> Component:
         base = self.s.state_dir / "rabbitmq"
@@ -424,6 +407,37 @@ class LocalStack:
             needs={str(binary): MAKE_TOOLS},
             priority=30,
         )
+
+
+def rabbitmq_node_environment(
+    base: Path, node: str, host: str, dist_port: int, epmd_port: int
+) -> dict[str, str]:
+    """A RabbitMQ node whose every file is under `base` (its rabbitmq.conf,
+    advanced.config, rabbitmq-env.conf and enabled_plugins written there),
+    its Erlang distribution and epmd on `host` only."""
+    # Erlang distribution listens on every interface unless told otherwise,
+    # whatever rabbitmq.conf says; the CLI tools (rabbitmqctl through
+    # `stackctl exec rabbitmq`) start a distribution listener of their own.
+    loopback_dist = f"-kernel inet_dist_use_interface {_erlang_ip(host)}"
+    return {
+        "HOME": str(base / "home"),
+        "RABBITMQ_NODENAME": node,
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_dist,
+        "RABBITMQ_CTL_ERL_ARGS": loopback_dist,
+        "ERL_EPMD_PORT": str(epmd_port),
+        "ERL_EPMD_ADDRESS": host,
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_LOGS": "-",
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+        # A killed VM's crash dump goes with the state, not into the checkout.
+        "ERL_CRASH_DUMP": str(base / "log" / "erl_crash.dump"),
+    }
 
 
 def _erlang_ip(address: str) -> str:

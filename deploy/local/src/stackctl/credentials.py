@@ -14,7 +14,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SERVICES = ("order", "point", "notification")
+from catalogue.services import SERVICES
 
 
 @dataclass(frozen=True)

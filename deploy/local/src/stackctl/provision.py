@@ -5,8 +5,8 @@ least-privilege rights as in the cluster (catalogue.accounts does both)."""
 from __future__ import annotations
 
 from catalogue import accounts
+from catalogue.services import SERVICES
 from stackctl.components import LocalStack
-from stackctl.credentials import SERVICES
 
 
 async def provision_postgres(stack: LocalStack) -> None:

@@ -158,17 +158,17 @@ class Supervisor:
         return ProcessInfo(i["name"], i["statename"], i["pid"], i["description"], i["exitstatus"])
 
     def start(self, name: str) -> None:
-        try:
-            self._proxy().supervisor.startProcess(name, False)
-        except xmlrpc.client.Fault as fault:
-            if "ALREADY_STARTED" not in fault.faultString:
-                raise
+        self._unless_already("startProcess", name, False, "ALREADY_STARTED")
 
     def stop(self, name: str) -> None:
+        self._unless_already("stopProcess", name, True, "NOT_RUNNING")
+
+    def _unless_already(self, method: str, name: str, wait: bool, already: str) -> None:
+        """Start or stop; a no-op where the process already is so."""
         try:
-            self._proxy().supervisor.stopProcess(name, True)
+            getattr(self._proxy().supervisor, method)(name, wait)
         except xmlrpc.client.Fault as fault:
-            if "NOT_RUNNING" not in fault.faultString:
+            if already not in fault.faultString:
                 raise
 
     def signal(self, name: str, signal: str) -> None:

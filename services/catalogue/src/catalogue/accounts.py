@@ -13,8 +13,6 @@ of them may configure anything.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import ssl
 import sys
@@ -25,8 +23,9 @@ import asyncpg
 import httpx
 from pydantic import SecretStr, ValidationInfo, field_validator
 
+from catalogue.services import SERVICES
 from messaging.connections import PostgresSsl, postgres_ssl, tls_context
-from messaging.provisioning import ProvisioningSettings, until_reachable
+from messaging.provisioning import ProvisioningSettings, run_command, until_reachable
 from messaging.settings import (
     SETTINGS_CONFIG,
     PostgresSslMode,
@@ -36,8 +35,6 @@ from messaging.settings import (
 )
 
 log = logging.getLogger(__name__)
-
-SERVICES = ("order", "point", "notification")
 
 
 @dataclass(frozen=True)
@@ -182,20 +179,23 @@ def _identifier(name: str) -> str:
     return f'"{name}"'
 
 
+async def provision_postgres_of(settings: AccountsSettings) -> None:
+    """The PostgreSQL step with the settings' server, administrator and passwords."""
+    await provision_postgres(
+        settings.postgres_host,
+        settings.postgres_port,
+        settings.postgres_admin_user,
+        settings.postgres_admin_password.get_secret_value(),
+        settings.passwords("database"),
+        ssl=settings.postgres_ssl(),
+    )
+
+
 async def provision(settings: AccountsSettings) -> None:
     """Each step waits for its server (messaging.provisioning), within
     PROVISION_TIMEOUT_S."""
     await until_reachable(
-        "postgres",
-        lambda: provision_postgres(
-            settings.postgres_host,
-            settings.postgres_port,
-            settings.postgres_admin_user,
-            settings.postgres_admin_password.get_secret_value(),
-            settings.passwords("database"),
-            ssl=settings.postgres_ssl(),
-        ),
-        settings.provision_timeout_s,
+        "postgres", lambda: provision_postgres_of(settings), settings.provision_timeout_s
     )
     await until_reachable(
         "rabbitmq",
@@ -211,12 +211,9 @@ async def provision(settings: AccountsSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(
-        prog="provision-accounts", description=__doc__.split("\n")[0]
-    ).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    asyncio.run(provision(AccountsSettings()))
-    return 0
+    return run_command(
+        "provision-accounts", __doc__ or "", lambda: provision(AccountsSettings()), argv
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ topic.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -24,7 +23,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from messaging.connections import kafka_client_options, rabbitmq_ssl_context
 from messaging.envelope import KafkaTopic, RabbitRoute
-from messaging.provisioning import ProvisioningSettings, until_reachable
+from messaging.provisioning import ProvisioningSettings, run_command, until_reachable
 from messaging.settings import SETTINGS_CONFIG, KafkaSettings, RabbitMQSettings
 
 log = logging.getLogger(__name__)
@@ -178,12 +177,9 @@ async def provision(settings: ProvisionSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(
-        prog="provision-topology", description=__doc__.split("\n")[0]
-    ).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    asyncio.run(provision(ProvisionSettings()))
-    return 0
+    return run_command(
+        "provision-topology", __doc__ or "", lambda: provision(ProvisionSettings()), argv
+    )
 
 
 if __name__ == "__main__":

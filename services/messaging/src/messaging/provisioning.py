@@ -11,8 +11,11 @@ then it fails with the last error. Any other error fails at once.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import aiormq.exceptions
 import httpx
@@ -82,3 +85,17 @@ async def until_reachable(
     ):
         with attempt:
             await step()
+
+
+def run_command(
+    prog: str,
+    doc: str,
+    provision: Callable[[], Coroutine[Any, Any, None]],
+    argv: Sequence[str] | None,
+) -> int:
+    """A provisioning command: no arguments (its settings come from the
+    environment), a log line per step, 0 once every step has succeeded."""
+    argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0]).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    asyncio.run(provision())
+    return 0

@@ -16,10 +16,9 @@ from messaging.telemetry import setup_telemetry
 LOGGER = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
 
 
 class ExitWhenTheAppStops:
@@ -42,12 +41,7 @@ class ExitWhenTheAppStops:
         self.failed = False
         self._shutdown_asked = False
 
-    async def __call__(
-        self,
-        scope: Message,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -78,12 +72,7 @@ class LimitRequestBody:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(
-        self,
-        scope: Message,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -122,7 +111,7 @@ class LimitRequestBody:
 
         await self.app(scope, limited_receive, watched_send)
 
-    async def _too_large(self, send: Callable[[Message], Awaitable[None]]) -> None:
+    async def _too_large(self, send: Send) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",

@@ -32,7 +32,6 @@ class UnitOfWork:
         self.context = context
         self.name = name
         self.pending: list[OutgoingMessage] = []
-        self.committed_messages: list[OutgoingMessage] = []
 
     async def __aenter__(self) -> Self:
         self.session = self.session_factory()
@@ -68,4 +67,3 @@ class UnitOfWork:
             await write_to_outbox(self.session, self.outbox, messages)
             await self.session.commit()
         self.pending = []
-        self.committed_messages += messages

@@ -197,7 +197,7 @@ class KafkaPublisher:
                 results[i] = Result(row, failure.outcome, failure.error)
                 continue
             try:
-                headers = [(k, v.encode()) for k, v in row.binary_headers().items()]
+                headers = [(k, v.encode()) for k, v in row.headers["binary"].items()]
             except MALFORMED as exc:
                 results[i] = malformed(row, exc)
                 continue
@@ -327,7 +327,7 @@ class RabbitPublisher:
             return Result(row, exchange.outcome, exchange.error)
         try:
             ce = row.headers["ce"]
-            headers: dict[str, Any] = dict(row.binary_headers())
+            headers: dict[str, Any] = dict(row.headers["binary"])
             timestamp = datetime.fromisoformat(ce["time"])
         except MALFORMED as exc:
             return malformed(row, exc)

@@ -15,10 +15,9 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from messaging.envelope import binary_mode_headers
+from messaging.outbox.headers import OutboxHeaders, parse_outbox_headers
 from messaging.outbox.names import (
     DROPPED,
     FAILED,
@@ -48,37 +47,16 @@ class OutboxRow:
     routing_key: str | None
     ordering_key: str
     payload: str
-    headers: dict[str, dict[str, str]]
+    headers: OutboxHeaders
     priority: int | None
     best_effort: bool
     attempts: int
     created_at: datetime
 
-    def binary_headers(self) -> dict[str, str]:
-        """CloudEvents binary-mode headers, written with the row; rows from an
-        older writer without them get them computed here."""
-        binary = self.headers.get("binary")
-        if binary is None:
-            binary = binary_mode_headers(self.headers["ce"], self.destination_kind)
-        return binary
-
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> OutboxRow:
-        return cls(
-            id=r["id"],
-            message_id=r["message_id"],
-            message_type=r["message_type"],
-            destination_kind=r["destination_kind"],
-            destination=r["destination"],
-            routing_key=r["routing_key"],
-            ordering_key=r["ordering_key"],
-            payload=r["payload"],
-            headers=orjson.loads(r["headers"]),
-            priority=r["priority"],
-            best_effort=r["best_effort"],
-            attempts=r["attempts"],
-            created_at=r["created_at"],
-        )
+        """A record of `select {COLUMNS}`, whose columns are the fields."""
+        return cls(**{**dict(r.items()), "headers": parse_outbox_headers(r["headers"])})
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.envelope import OutgoingMessage, RabbitRoute, json_ready
+from messaging.outbox.headers import OutboxHeaders
 
 
-def outbox_row(message: OutgoingMessage) -> dict[str, Any]:
+class OutboxValues(TypedDict):
+    """The columns the writer fills in; the table's defaults do the rest."""
+
+    message_id: uuid.UUID
+    message_type: str
+    destination_kind: str
+    destination: str
+    routing_key: str | None
+    ordering_key: str
+    payload: dict[str, Any]
+    schema_version: int
+    headers: OutboxHeaders
+    priority: int | None
+    best_effort: bool
+
+
+def outbox_row(message: OutgoingMessage) -> OutboxValues:
     destination = message.destination
-    return {
-        "message_id": message.id,
-        "message_type": message.type,
-        "destination_kind": destination.kind,
-        "destination": destination.name,
-        "routing_key": destination.routing_key if isinstance(destination, RabbitRoute) else None,
-        "ordering_key": message.ordering_key or message.subject,
-        "payload": json_ready(message.data),
-        "schema_version": message.data.SCHEMA_VERSION,
-        "headers": {
-            "ce": message.cloudevent_attributes(),
-            "binary": message.binary_mode_headers(),
-            "trace": dict(message.trace_headers),
-        },
-        "priority": message.priority,
-        "best_effort": message.best_effort,
-    }
+    return OutboxValues(
+        message_id=message.id,
+        message_type=message.type,
+        destination_kind=destination.kind,
+        destination=destination.name,
+        routing_key=destination.routing_key if isinstance(destination, RabbitRoute) else None,
+        ordering_key=message.ordering_key or message.subject,
+        payload=json_ready(message.data),
+        schema_version=message.data.SCHEMA_VERSION,
+        headers=OutboxHeaders(
+            ce=message.cloudevent_attributes(),
+            binary=message.binary_mode_headers(),
+            trace=dict(message.trace_headers),
+        ),
+        priority=message.priority,
+        best_effort=message.best_effort,
+    )
 
 
 async def write_to_outbox(

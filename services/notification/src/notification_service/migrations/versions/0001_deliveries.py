@@ -8,11 +8,10 @@ import sqlalchemy as sa
 from alembic import op
 
 from messaging.inbox.migration import create_inbox, drop_inbox
+from messaging.migrations import now_column
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -24,9 +23,7 @@ def upgrade() -> None:
         sa.Column("recipient", sa.Text(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column(
-            "delivered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        now_column("delivered_at"),
     )
 
 

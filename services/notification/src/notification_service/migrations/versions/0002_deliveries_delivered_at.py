@@ -8,28 +8,15 @@ Revises: 0001
 
 from alembic import op
 
+from messaging.migrations import create_index_concurrently, drop_index_concurrently
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.create_index(
-            "deliveries_delivered_at",
-            "deliveries",
-            ["delivered_at"],
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+    create_index_concurrently(op, "deliveries_delivered_at", "deliveries", ["delivered_at"])
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            "deliveries_delivered_at",
-            table_name="deliveries",
-            postgresql_concurrently=True,
-            if_exists=True,
-        )
+    drop_index_concurrently(op, "deliveries_delivered_at", "deliveries")

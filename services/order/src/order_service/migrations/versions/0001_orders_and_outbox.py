@@ -8,12 +8,11 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from messaging.migrations import now_column
 from messaging.outbox.migration import create_outbox, drop_outbox
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -44,9 +43,7 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.Text(), nullable=False),
         sa.Column("status_code", sa.SmallInteger()),
         sa.Column("response", postgresql.JSONB()),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        now_column("created_at"),
     )
     create_outbox(op, "outbox")
 

@@ -10,28 +10,15 @@ Revises: 0001
 
 from alembic import op
 
+from messaging.migrations import create_index_concurrently, drop_index_concurrently
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.create_index(
-            "idempotency_keys_created_at",
-            "idempotency_keys",
-            ["created_at"],
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+    create_index_concurrently(op, "idempotency_keys_created_at", "idempotency_keys", ["created_at"])
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            "idempotency_keys_created_at",
-            table_name="idempotency_keys",
-            postgresql_concurrently=True,
-            if_exists=True,
-        )
+    drop_index_concurrently(op, "idempotency_keys_created_at", "idempotency_keys")

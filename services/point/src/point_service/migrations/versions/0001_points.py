@@ -8,12 +8,11 @@ import sqlalchemy as sa
 from alembic import op
 
 from messaging.inbox.migration import create_inbox, drop_inbox
+from messaging.migrations import now_column
 from messaging.outbox.migration import create_outbox, drop_outbox
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -21,9 +20,7 @@ def upgrade() -> None:
         "point_balances",
         sa.Column("customer_id", sa.Text(), primary_key=True),
         sa.Column("balance", sa.Integer(), nullable=False),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        now_column("updated_at"),
         sa.CheckConstraint("balance >= 0", name="point_balances_not_negative"),
     )
     op.create_table(
@@ -35,9 +32,7 @@ def upgrade() -> None:
         sa.Column("points", sa.Integer(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("message_id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        now_column("created_at"),
         sa.CheckConstraint("kind in ('grant', 'revoke', 'adjustment')", name="point_ledger_kind"),
     )
     op.create_index(
