@@ -12,11 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from opentelemetry.sdk.trace import TracerProvider
-
-from messaging.asyncapi import placeholder_settings, render
-from messaging.migrations import upgrade
-from messaging.serving import serve
+from messaging.cli import run, service_parser
 from notification_service.entrypoints.app import create_app
 from notification_service.entrypoints.parking_lot import list_parked, redrive
 from notification_service.settings import NotificationServiceSettings
@@ -25,11 +21,9 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="notification-service", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="consume notification.send and deliver e-mail")
-    sub.add_parser("migrate", help="upgrade the database to the latest schema")
-    sub.add_parser("asyncapi", help="print the AsyncAPI document (JSON)")
+    parser, sub = service_parser(
+        "notification-service", __doc__, "consume notification.send and deliver e-mail"
+    )
     lot = sub.add_parser("parking-lot", help="the parked messages").add_subparsers(
         dest="action", required=True
     )
@@ -37,24 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     retry = lot.add_parser("retry", help="send parked messages back to notification.send")
     retry.add_argument("ids", nargs="*", metavar="MESSAGE_ID")
     retry.add_argument("--all", action="store_true")
-    args = parser.parse_args(argv)
-    if args.command == "asyncapi":
-        placeholder = NotificationServiceSettings.model_validate(placeholder_settings())
-        app = create_app(placeholder, TracerProvider())
-        print(render(app.schema), end="")  # type: ignore[arg-type]
-        return 0
-    settings = NotificationServiceSettings()
-    if args.command == "migrate":
-        upgrade(MIGRATIONS)
-    elif args.command == "serve":
-        serve(settings, settings, lambda provider: create_app(settings, provider))
-    elif args.action == "list":
-        asyncio.run(list_parked(settings))
-    else:
+
+    def parking_lot(settings: NotificationServiceSettings, args: argparse.Namespace) -> int:
+        if args.action == "list":
+            asyncio.run(list_parked(settings))
+            return 0
         if not args.ids and not args.all:
             parser.error("parking-lot retry needs MESSAGE_ID ... or --all")
         return asyncio.run(redrive(settings, args.ids, everything=args.all))
-    return 0
+
+    args = parser.parse_args(argv)
+    return run(args, NotificationServiceSettings, MIGRATIONS, create_app, parking_lot)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from opentelemetry.sdk.trace import TracerProvider
-
-from messaging.asyncapi import placeholder_settings, render
-from messaging.migrations import upgrade
-from messaging.serving import serve
+from messaging.cli import run, service_parser
 from point_service.entrypoints.app import create_app
 from point_service.settings import PointServiceSettings
 
@@ -21,11 +17,11 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="point-service", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the consumers (and health, metrics, AsyncAPI over HTTP)")
-    sub.add_parser("migrate", help="upgrade the database to the latest schema")
-    sub.add_parser("asyncapi", help="print the AsyncAPI document (JSON)")
+    parser, sub = service_parser(
+        "point-service",
+        __doc__,
+        "run the consumers (and health, metrics, AsyncAPI over HTTP)",
+    )
     rebuild = sub.add_parser(
         "rebuild-projection",
         help="replay `orders` from the beginning in a new consumer group into a fresh schema "
@@ -33,21 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rebuild.add_argument("--keep", action="store_true", help="keep the replay schema")
     args = parser.parse_args(argv)
-    if args.command == "asyncapi":
-        placeholder = PointServiceSettings.model_validate(placeholder_settings())
-        app = create_app(placeholder, TracerProvider())
-        print(render(app.schema), end="")  # type: ignore[arg-type]
-        return 0
-    settings = PointServiceSettings()
-    if args.command == "migrate":
-        upgrade(MIGRATIONS)
-    elif args.command == "serve":
-        serve(settings, settings, lambda provider: create_app(settings, provider))
-    else:
-        from point_service.entrypoints.replay import rebuild_projection
+    return run(args, PointServiceSettings, MIGRATIONS, create_app, rebuild_projection)
 
-        return asyncio.run(rebuild_projection(settings, keep=args.keep))
-    return 0
+
+def rebuild_projection(settings: PointServiceSettings, args: argparse.Namespace) -> int:
+    from point_service.entrypoints.replay import rebuild_projection
+
+    return asyncio.run(rebuild_projection(settings, keep=args.keep))
 
 
 if __name__ == "__main__":
