@@ -1,24 +1,90 @@
 """What every service's broker factory does alike, whatever its topics.
 
+- `rabbit_broker`, `kafka_broker`: a broker connected and secured as the
+  settings say, with the tolerant parser (messaging.consumer) and `observed`.
 - `observed`: a broker's logging, tracing and metrics, its outermost
   middlewares, so that retries and dead letters (the innermost middleware,
   messaging.consumer.DeadLetterPolicy) happen inside the message's span.
 - `provide`: the process's objects (settings, database sessions, a mailer)
   put into a broker's context, where the doors take them as parameters
   annotated with `Context(name)`; tests override the dependency that reads
-  them (`broker.provider.override`) instead of building a process.
+  them (`broker.provider.override`) instead of building a process. The
+  process's settings and database sessions are under SETTINGS and SESSIONS;
+  `Sessions` is the parameter type of the sessions.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
+from faststream import Context
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from messaging.consumer import parse_kafka_record, parse_rabbit_message
+from messaging.faststream_security import kafka_security, rabbitmq_security
+from messaging.settings import KafkaSettings, RabbitMQSettings
+
+# Context names are paths (FastStream reads "a.b" as attribute b of a): no dots.
+SETTINGS = "settings"
+SESSIONS = "sessions"
+
+Sessions = Annotated[async_sessionmaker[AsyncSession], Context(SESSIONS)]
+
+
+def rabbit_broker(
+    settings: RabbitMQSettings,
+    service_name: str,
+    logger: logging.Logger,
+    tracer_provider: TracerProvider,
+) -> RabbitBroker:
+    """A RabbitMQ broker of the service: its connection, security and parser,
+    observed."""
+    return RabbitBroker(
+        settings.rabbitmq_url(),
+        security=rabbitmq_security(settings),
+        parser=parse_rabbit_message,
+        **observed(
+            logger,
+            service_name,
+            tracer_provider,
+            RabbitTelemetryMiddleware,
+            RabbitPrometheusMiddleware,
+        ),
+    )
+
+
+def kafka_broker(
+    settings: KafkaSettings,
+    service_name: str,
+    logger: logging.Logger,
+    tracer_provider: TracerProvider,
+) -> KafkaBroker:
+    """A Kafka broker of the service: its connection, security and parser,
+    idempotent producing acknowledged by every in-sync replica, observed."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        security=kafka_security(settings),
+        acks="all",
+        enable_idempotence=True,
+        parser=parse_kafka_record,
+        **observed(
+            logger,
+            service_name,
+            tracer_provider,
+            KafkaTelemetryMiddleware,
+            KafkaPrometheusMiddleware,
+        ),
+    )
 
 
 def observed(

@@ -26,10 +26,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic
-from faststream import BaseMiddleware, Context, StreamMessage
+from faststream import BaseMiddleware, Context, Depends, StreamMessage
 from faststream._internal.basic_types import AsyncFuncAny
 from faststream._internal.context.repository import ContextRepo
 from prometheus_client import Counter
@@ -144,6 +144,10 @@ def expect_version(env: Envelope, contract: type[Contract]) -> None:
 def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008
     """FastStream dependency: the validated envelope of the message being handled."""
     return Envelope.from_headers(message.headers)
+
+
+# The parameter type of a door's envelope.
+IncomingEnvelope = Annotated[Envelope, Depends(envelope)]
 
 
 def has_type(*types: str) -> Callable[[StreamMessage[Any]], Awaitable[bool]]:

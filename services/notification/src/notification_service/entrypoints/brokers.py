@@ -7,20 +7,17 @@ from __future__ import annotations
 import logging
 
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue.topology import DEAD_LETTER_EXCHANGE, NOTIFICATION_SEND
-from messaging.brokers import observed, provide
-from messaging.consumer import DeadLetterPolicy, parse_rabbit_message
+from messaging.brokers import SESSIONS, provide, rabbit_broker
+from messaging.consumer import DeadLetterPolicy
 from messaging.deadletter import rabbit_dead_letter_queue
-from messaging.faststream_security import rabbitmq_security
 from messaging.unavailable import unavailable
 from notification_service.adapters.mailer import Mailer
 from notification_service.entrypoints import consumers
-from notification_service.entrypoints.dependencies import MAILER, PARKING_LOT, SESSIONS
+from notification_service.entrypoints.dependencies import MAILER, PARKING_LOT
 from notification_service.settings import NotificationServiceSettings
 
 # FastStream logs through the process's JSON logging; per-message access lines
@@ -34,18 +31,7 @@ def build_brokers(
     sessions: async_sessionmaker[AsyncSession],
     mailer: Mailer,
 ) -> RabbitBroker:
-    rabbit = RabbitBroker(
-        settings.rabbitmq_url(),
-        security=rabbitmq_security(settings),
-        parser=parse_rabbit_message,
-        **observed(
-            LOGGER,
-            settings.otel_service_name,
-            tracer_provider,
-            RabbitTelemetryMiddleware,
-            RabbitPrometheusMiddleware,
-        ),
-    )
+    rabbit = rabbit_broker(settings, settings.otel_service_name, LOGGER, tracer_provider)
     queue = NOTIFICATION_SEND.routing_key
     parking_lot = rabbit_dead_letter_queue(rabbit, DEAD_LETTER_EXCHANGE, queue)
     # The innermost middleware: malformed messages go to the parking lot at

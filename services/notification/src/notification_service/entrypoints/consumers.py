@@ -28,14 +28,9 @@ from catalogue.topology import (
     NOTIFICATION_SEND,
     notification_retry_queue,
 )
-from messaging.consumer import PoisonMessageError, expect_version
+from messaging.consumer import IncomingEnvelope, PoisonMessageError, expect_version
 from notification_service.domain.model import Park, RetryLater
-from notification_service.entrypoints.dependencies import (
-    IncomingEnvelope,
-    ParkingLot,
-    TheMailer,
-    UnitsOfWork,
-)
+from notification_service.entrypoints.dependencies import ParkingLot, TheMailer, UnitsOfWork
 from notification_service.service_layer import handlers
 from notification_service.settings import NotificationServiceSettings
 

@@ -1,9 +1,10 @@
 """What the door gets through FastStream's dependency injection.
 
 The broker factory (entrypoints/brokers.py) puts the process's database
-sessions, mailer and parking lot into the broker's context
-(messaging.brokers.provide); the door takes them as parameters annotated with
-the aliases below. Tests replace the one way the door opens a unit of work:
+sessions (messaging.brokers.SESSIONS), mailer and parking lot into the
+broker's context (messaging.brokers.provide); the door takes them as
+parameters annotated with the aliases below and messaging.consumer's
+IncomingEnvelope. Tests replace the one way the door opens a unit of work:
 `broker.provider.override(unit_of_work_factory, ...)`, and provide a mailer of
 their own.
 """
@@ -14,27 +15,23 @@ from functools import partial
 from typing import Annotated
 
 from faststream import Context, Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from messaging.consumer import DeadLetterSink, Envelope, envelope
+from messaging.brokers import Sessions
+from messaging.consumer import DeadLetterSink
 from notification_service.adapters.mailer import Mailer
 from notification_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 # Context names are paths (FastStream reads "a.b" as attribute b of a): no dots.
-SESSIONS = "sessions"
 MAILER = "mailer"
 PARKING_LOT = "parking_lot"
 
 
-def unit_of_work_factory(
-    sessions: Annotated[async_sessionmaker[AsyncSession], Context(SESSIONS)],
-) -> UnitOfWorkFactory:
+def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
     """A unit of work per message, on the process's database sessions."""
     return partial(UnitOfWork, sessions)
 
 
 # The parameter types of the door.
-IncomingEnvelope = Annotated[Envelope, Depends(envelope)]
 UnitsOfWork = Annotated[UnitOfWorkFactory, Depends(unit_of_work_factory)]
 TheMailer = Annotated[Mailer, Context(MAILER)]
 # Where an undeliverable message goes: `notification.send.parking-lot`.

@@ -7,11 +7,7 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,21 +21,14 @@ from catalogue.topology import (
     POINT_COMMANDS,
     POINTS,
 )
+from messaging import brokers
 from messaging.asyncapi import document_outbox
-from messaging.brokers import observed, provide
-from messaging.consumer import (
-    UNREADABLE,
-    DeadLetterPolicy,
-    DeadLetterSink,
-    parse_kafka_record,
-    parse_rabbit_message,
-)
+from messaging.brokers import SESSIONS, SETTINGS, provide
+from messaging.consumer import UNREADABLE, DeadLetterPolicy, DeadLetterSink
 from messaging.deadletter import kafka_dead_letter_topic, rabbit_dead_letter_queue
-from messaging.faststream_security import kafka_security, rabbitmq_security
 from messaging.unavailable import unavailable
 from point_service.domain.model import InsufficientPointsError
 from point_service.entrypoints import consumers
-from point_service.entrypoints.dependencies import SESSIONS, SETTINGS
 from point_service.settings import PointServiceSettings
 
 # FastStream logs through the process's JSON logging; per-message access lines
@@ -69,38 +58,14 @@ def build_brokers(
 
 
 def kafka_broker(settings: PointServiceSettings, tracer_provider: TracerProvider) -> KafkaBroker:
-    kafka = KafkaBroker(
-        settings.kafka_bootstrap_servers,
-        security=kafka_security(settings),
-        acks="all",
-        enable_idempotence=True,
-        parser=parse_kafka_record,
-        **observed(
-            LOGGER,
-            settings.otel_service_name,
-            tracer_provider,
-            KafkaTelemetryMiddleware,
-            KafkaPrometheusMiddleware,
-        ),
-    )
+    kafka = brokers.kafka_broker(settings, settings.otel_service_name, LOGGER, tracer_provider)
     dlt = kafka_dead_letter_topic(kafka, ORDERS_POINT_SERVICE_DLT.topic, settings.consumer_group)
     kafka.add_middleware(dead_letter_policy(settings, ORDERS.topic, dlt))
     return kafka
 
 
 def rabbit_broker(settings: PointServiceSettings, tracer_provider: TracerProvider) -> RabbitBroker:
-    rabbit = RabbitBroker(
-        settings.rabbitmq_url(),
-        security=rabbitmq_security(settings),
-        parser=parse_rabbit_message,
-        **observed(
-            LOGGER,
-            settings.otel_service_name,
-            tracer_provider,
-            RabbitTelemetryMiddleware,
-            RabbitPrometheusMiddleware,
-        ),
-    )
+    rabbit = brokers.rabbit_broker(settings, settings.otel_service_name, LOGGER, tracer_provider)
     queue = POINT_COMMANDS.routing_key
     policy = dead_letter_policy(
         settings, queue, rabbit_dead_letter_queue(rabbit, DEAD_LETTER_EXCHANGE, queue)

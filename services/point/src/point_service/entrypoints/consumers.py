@@ -35,9 +35,9 @@ from prometheus_client import Histogram
 from catalogue.contracts.orders import OrderCancelled, OrderPlaced
 from catalogue.contracts.points import GetPointBalance, GrantPoints, PointBalance
 from catalogue.topology import ORDERS, POINT_BALANCE, POINT_COMMANDS, POINT_SERVICE_GROUP
-from messaging.consumer import PoisonMessageError, expect_version, has_type
+from messaging.consumer import IncomingEnvelope, PoisonMessageError, expect_version, has_type
 from messaging.envelope import MessageContext
-from point_service.entrypoints.dependencies import IncomingEnvelope, Settings, UnitsOfWork
+from point_service.entrypoints.dependencies import Settings, UnitsOfWork
 from point_service.service_layer import handlers
 from point_service.settings import PointServiceSettings
 
