@@ -5,7 +5,7 @@ Nothing here talks to a broker; the outbox relay publishes after the commit."""
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from opentelemetry import trace
 from sqlalchemy import Table
@@ -18,19 +18,19 @@ tracer = trace.get_tracer("messaging.unit_of_work")
 
 
 class UnitOfWork:
+    """A service's unit of work names its outbox table and its database (the
+    commit span is `<name> commit`), and extends `started` and
+    `collect_messages`."""
+
+    outbox: ClassVar[Table]
+    name: ClassVar[str] = "db"
     session: AsyncSession
 
     def __init__(
-        self,
-        session_factory: async_sessionmaker[AsyncSession],
-        outbox: Table,
-        context: MessageContext,
-        name: str = "db",
+        self, session_factory: async_sessionmaker[AsyncSession], context: MessageContext
     ) -> None:
         self.session_factory = session_factory
-        self.outbox = outbox
         self.context = context
-        self.name = name
         self.pending: list[OutgoingMessage] = []
 
     async def __aenter__(self) -> Self:

@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from messaging.envelope import MessageContext, OutgoingMessage
 from messaging.transaction import Transaction
 from messaging.unit_of_work import UnitOfWork as BaseUnitOfWork
+from order_service.adapters import orm
 from order_service.adapters.idempotency_keys import (
     IdempotencyKeyRepository,
     SqlIdempotencyKeyRepository,
 )
-from order_service.adapters.orm import outbox
 from order_service.adapters.repository import OrderRepository, SqlOrderRepository
 from order_service.service_layer.messages import collect
 
@@ -43,10 +41,8 @@ class UnitOfWork(BaseUnitOfWork):
     orders: SqlOrderRepository
     idempotency_keys: SqlIdempotencyKeyRepository
 
-    def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], context: MessageContext
-    ) -> None:
-        super().__init__(session_factory, outbox, context, name="order-db")
+    outbox = orm.outbox
+    name = "order-db"
 
     def started(self) -> None:
         self.orders = SqlOrderRepository(self.session)

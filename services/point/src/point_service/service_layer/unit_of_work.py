@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from messaging.consumer import DUPLICATES, Envelope
 from messaging.envelope import MessageContext, OutgoingMessage
 from messaging.inbox.store import first_delivery
 from messaging.transaction import Transaction
 from messaging.unit_of_work import UnitOfWork as BaseUnitOfWork
-from point_service.adapters.orm import inbox, outbox
+from point_service.adapters import orm
 from point_service.adapters.repository import PointsRepository, SqlPointsRepository
 from point_service.service_layer.messages import collect
 
@@ -39,17 +37,15 @@ UnitOfWorkFactory = Callable[[MessageContext], PointsUnitOfWork]
 class UnitOfWork(BaseUnitOfWork):
     points: SqlPointsRepository
 
-    def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], context: MessageContext
-    ) -> None:
-        super().__init__(session_factory, outbox, context, name="point-db")
+    outbox = orm.outbox
+    name = "point-db"
 
     def started(self) -> None:
         self.points = SqlPointsRepository(self.session)
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
         """Record the message in the inbox; False (and counted) for a redelivery."""
-        first = await first_delivery(self.session, inbox, consumer, envelope.id, envelope.type)
+        first = await first_delivery(self.session, orm.inbox, consumer, envelope.id, envelope.type)
         if not first:
             DUPLICATES.labels(consumer).inc()
         return first
