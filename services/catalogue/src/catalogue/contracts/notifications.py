@@ -7,7 +7,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from messaging.envelope import Contract
+from catalogue.topology import NOTIFICATION_SEND
+from messaging.envelope import Contract, MessageContext, OutgoingMessage
 
 
 class NotificationKind(enum.StrEnum):
@@ -36,3 +37,14 @@ class SendNotification(Contract):
     recipient: str = Field(min_length=3)
     subject: str = Field(min_length=1, max_length=200)
     body: str = Field(max_length=20_000)
+
+
+def send_notification(
+    mail: SendNotification, subject: str, source: str, context: MessageContext
+) -> OutgoingMessage:
+    """The command as a message to `notification.send` (RabbitMQ, exactly one
+    receiver) at its kind's priority; `subject` is what it is about (an order,
+    a customer)."""
+    return OutgoingMessage(
+        mail, NOTIFICATION_SEND, subject, source, context, priority=PRIORITY[mail.kind]
+    )

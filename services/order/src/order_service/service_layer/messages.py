@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from catalogue.contracts import orders as contracts
-from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
-from catalogue.topology import NOTIFICATION_SEND, ORDERS
+from catalogue.contracts.notifications import NotificationKind, SendNotification, send_notification
+from catalogue.topology import ORDERS
 from messaging.envelope import MessageContext, OutgoingMessage, collect_event_messages
 from order_service.domain.events import Event, OrderCancelled, OrderPlaced
 from order_service.domain.model import Order
@@ -63,14 +63,7 @@ def confirmation(event: OrderPlaced, context: MessageContext) -> OutgoingMessage
             f"({len(event.lines)} item(s))."
         ),
     )
-    return OutgoingMessage(
-        mail,
-        NOTIFICATION_SEND,
-        str(event.order_id),
-        SOURCE,
-        context,
-        priority=PRIORITY[NotificationKind.ORDER],
-    )
+    return send_notification(mail, str(event.order_id), SOURCE, context)
 
 
 def collect(orders: Iterable[Order], context: MessageContext) -> list[OutgoingMessage]:

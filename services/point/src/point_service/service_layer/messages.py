@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from catalogue.contracts.notifications import PRIORITY, NotificationKind, SendNotification
+from catalogue.contracts.notifications import NotificationKind, SendNotification, send_notification
 from catalogue.contracts.points import PointsGranted, PointsRevoked
-from catalogue.topology import NOTIFICATION_SEND, POINTS
+from catalogue.topology import POINTS
 from messaging.envelope import MessageContext, OutgoingMessage, collect_event_messages
 from point_service.domain.events import (
     Event,
@@ -68,14 +68,7 @@ def points_mail(event: OrderPointsGranted, context: MessageContext) -> OutgoingM
         body=f"Order {event.order_id} earned you {event.points} points. "
         f"Your balance is {event.balance}.",
     )
-    return OutgoingMessage(
-        mail,
-        NOTIFICATION_SEND,
-        event.customer_id,
-        SOURCE,
-        context,
-        priority=PRIORITY[NotificationKind.POINTS],
-    )
+    return send_notification(mail, event.customer_id, SOURCE, context)
 
 
 def collect(accounts: Iterable[Account], context: MessageContext) -> list[OutgoingMessage]:
