@@ -169,10 +169,27 @@ class KafkaPublisher:
             producer = await self._connected()
         except (TimeoutError, OSError, kafka_errors.KafkaError) as exc:
             return [Result(r, Outcome.UNAVAILABLE, f"kafka: {exc!r}") for r in rows]
+        topic_errors = await self._topic_errors(producer, rows)
+        results, in_flight = await self._send(producer, rows, topic_errors)
+        delivered = await asyncio.gather(*(f for _, _, f in in_flight), return_exceptions=True)
+        for (i, span, _), outcome in zip(in_flight, delivered, strict=True):
+            row = rows[i]
+            if not isinstance(outcome, BaseException):
+                result = Result(row, Outcome.SENT)
+            elif isinstance(outcome, kafka_errors.MessageSizeTooLargeError):
+                result = Result(row, Outcome.PERMANENT, f"kafka: {outcome!r}")
+            else:
+                result = Result(row, Outcome.UNAVAILABLE, f"kafka: {outcome!r}")
+            results[i] = self.spans.end(span, result)
+        return await self._after_outages(producer, [results[i] for i in range(len(rows))])
 
-        # Resolve each topic's metadata once per batch: a missing topic must not
-        # make every one of its messages wait a full metadata timeout, and once
-        # found missing it fails fast for a while instead of delaying every batch.
+    async def _topic_errors(
+        self, producer: AIOKafkaProducer, rows: Sequence[OutboxRow]
+    ) -> dict[str, Result | None]:
+        """Each topic's metadata, resolved once per batch: a missing topic must
+        not make every one of its messages wait a full metadata timeout, and
+        once found missing it fails fast for a while instead of delaying every
+        batch. None for a topic that is there."""
         topic_errors: dict[str, Result | None] = {}
         now = time.monotonic()
         for topic in {r.destination for r in rows}:
@@ -188,7 +205,16 @@ class KafkaPublisher:
                     topic_errors[topic] = Result(rows[0], Outcome.RETRY, f"unknown topic {topic!r}")
                 else:
                     topic_errors[topic] = Result(rows[0], Outcome.UNAVAILABLE, f"kafka: {exc!r}")
+        return topic_errors
 
+    async def _send(
+        self,
+        producer: AIOKafkaProducer,
+        rows: Sequence[OutboxRow],
+        topic_errors: Mapping[str, Result | None],
+    ) -> tuple[dict[int, Result], list[tuple[int, trace.Span, asyncio.Future[Any]]]]:
+        """Every row handed to the producer: the results known already (by row
+        index), and the deliveries in flight."""
         results: dict[int, Result] = {}
         in_flight: list[tuple[int, trace.Span, asyncio.Future[Any]]] = []
         for i, row in enumerate(rows):
@@ -218,19 +244,11 @@ class KafkaPublisher:
                 )
             else:
                 in_flight.append((i, span, future))
+        return results, in_flight
 
-        delivered = await asyncio.gather(*(f for _, _, f in in_flight), return_exceptions=True)
-        for (i, span, _), outcome in zip(in_flight, delivered, strict=True):
-            row = rows[i]
-            if not isinstance(outcome, BaseException):
-                result = Result(row, Outcome.SENT)
-            elif isinstance(outcome, kafka_errors.MessageSizeTooLargeError):
-                result = Result(row, Outcome.PERMANENT, f"kafka: {outcome!r}")
-            else:
-                result = Result(row, Outcome.UNAVAILABLE, f"kafka: {outcome!r}")
-            results[i] = self.spans.end(span, result)
-
-        ordered = [results[i] for i in range(len(rows))]
+    async def _after_outages(
+        self, producer: AIOKafkaProducer, ordered: list[Result]
+    ) -> list[Result]:
         if any(r.outcome is Outcome.UNAVAILABLE for r in ordered):
             if await self._broker_reachable(producer):
                 # The broker answers: these were message-level failures after all.

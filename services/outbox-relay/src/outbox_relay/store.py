@@ -95,64 +95,14 @@ class OutboxStore:
     def __init__(self, table: str) -> None:
         t = checked_table_name(table)
         self.table = t
-        self._claim = f"""
-            select {COLUMNS} from {t} o
-            where o.state = '{PENDING}' and o.next_attempt_at <= now()
-              and o.destination_kind = any($2::text[])
-              and (o.best_effort or not exists (
-                    select 1 from {t} b
-                    where b.destination = o.destination and b.ordering_key = o.ordering_key
-                      and b.id < o.id and b.state in ('{PENDING}', '{FAILED}')
-                      and not b.best_effort))
-            order by o.id
-            limit $1
-            for update of o skip locked
-        """
+        self._claim = _claim_sql(t)
         self._mark_sent = f"""
             update {t} set state = '{SENT}', finished_at = now(), attempts = attempts + 1,
                 last_error = null
             where id = any($1::bigint[])
         """
-        self._mark_retry = f"""
-            update {t} as t set
-                attempts = t.attempts + 1,
-                last_error = f.error,
-                next_attempt_at = now() + make_interval(secs => f.delay),
-                state = case
-                    when f.permanent
-                      or t.attempts + 1 >= (case when t.best_effort then $5::int else $6::int end)
-                    then (case when t.best_effort then '{DROPPED}' else '{FAILED}' end)
-                    else '{PENDING}' end,
-                finished_at = case when t.best_effort
-                    and (f.permanent or t.attempts + 1 >= $5::int) then now() end
-            from unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[])
-                as f(id, error, delay, permanent)
-            where t.id = f.id
-            returning t.id, t.state, t.destination
-        """
-        # Reads only unfinished rows, through the partial indexes: the table also
-        # holds an hour of sent rows, which a sequential scan would read every time.
-        self._stats = f"""
-            select o.destination,
-                count(*) filter (where o.state = '{PENDING}') as pending,
-                coalesce(extract(epoch from now() - min(o.created_at)
-                    filter (where o.state = '{PENDING}')), 0)::float8 as oldest_pending_age_s,
-                count(*) filter (where o.state = '{FAILED}') as failed,
-                count(*) filter (where o.state = '{PENDING}' and not o.best_effort and exists (
-                    select 1 from {t} b
-                    where b.destination = o.destination and b.ordering_key = o.ordering_key
-                      and b.id < o.id and not b.best_effort
-                      and (b.state = '{FAILED}' or (b.state = '{PENDING}' and b.attempts > 0))
-                )) as blocked
-            from (
-                select destination, ordering_key, id, state, best_effort, created_at
-                from {t} where state = '{PENDING}'
-                union all
-                select destination, ordering_key, id, state, best_effort, created_at
-                from {t} where state = '{FAILED}'
-            ) o
-            group by o.destination
-        """
+        self._mark_retry = _mark_retry_sql(t)
+        self._stats = _stats_sql(t)
         self._purge = f"""
             delete from {t} where id in (
                 select id from {t}
@@ -221,3 +171,65 @@ class OutboxStore:
         if records:
             await conn.execute("select pg_notify($1, '')", notify_channel(self.table))
         return [r["message_id"] for r in records]
+
+
+def _claim_sql(t: str) -> str:
+    return f"""
+            select {COLUMNS} from {t} o
+            where o.state = '{PENDING}' and o.next_attempt_at <= now()
+              and o.destination_kind = any($2::text[])
+              and (o.best_effort or not exists (
+                    select 1 from {t} b
+                    where b.destination = o.destination and b.ordering_key = o.ordering_key
+                      and b.id < o.id and b.state in ('{PENDING}', '{FAILED}')
+                      and not b.best_effort))
+            order by o.id
+            limit $1
+            for update of o skip locked
+        """
+
+
+def _mark_retry_sql(t: str) -> str:
+    return f"""
+            update {t} as t set
+                attempts = t.attempts + 1,
+                last_error = f.error,
+                next_attempt_at = now() + make_interval(secs => f.delay),
+                state = case
+                    when f.permanent
+                      or t.attempts + 1 >= (case when t.best_effort then $5::int else $6::int end)
+                    then (case when t.best_effort then '{DROPPED}' else '{FAILED}' end)
+                    else '{PENDING}' end,
+                finished_at = case when t.best_effort
+                    and (f.permanent or t.attempts + 1 >= $5::int) then now() end
+            from unnest($1::bigint[], $2::text[], $3::float8[], $4::bool[])
+                as f(id, error, delay, permanent)
+            where t.id = f.id
+            returning t.id, t.state, t.destination
+        """
+
+
+def _stats_sql(t: str) -> str:
+    # Reads only unfinished rows, through the partial indexes: the table also
+    # holds an hour of sent rows, which a sequential scan would read every time.
+    return f"""
+            select o.destination,
+                count(*) filter (where o.state = '{PENDING}') as pending,
+                coalesce(extract(epoch from now() - min(o.created_at)
+                    filter (where o.state = '{PENDING}')), 0)::float8 as oldest_pending_age_s,
+                count(*) filter (where o.state = '{FAILED}') as failed,
+                count(*) filter (where o.state = '{PENDING}' and not o.best_effort and exists (
+                    select 1 from {t} b
+                    where b.destination = o.destination and b.ordering_key = o.ordering_key
+                      and b.id < o.id and not b.best_effort
+                      and (b.state = '{FAILED}' or (b.state = '{PENDING}' and b.attempts > 0))
+                )) as blocked
+            from (
+                select destination, ordering_key, id, state, best_effort, created_at
+                from {t} where state = '{PENDING}'
+                union all
+                select destination, ordering_key, id, state, best_effort, created_at
+                from {t} where state = '{FAILED}'
+            ) o
+            group by o.destination
+        """
