@@ -17,27 +17,21 @@ from order_service.entrypoints.problems import NOT_FOUND
 from order_service.entrypoints.schemas import NO_NUL, CustomerSummary, OrderIn, OrderOut
 from order_service.service_layer import handlers
 
+
+def _link(operation_id: str, parameter: str, field: str) -> dict[str, Any]:
+    """An OpenAPI link: call `operation_id` with `parameter` from the response's `field`."""
+    return {"operationId": operation_id, "parameters": {parameter: f"$response.body#/{field}"}}
+
+
 # What a client can do next with a placed order (OpenAPI links; HTTP fuzzing
 # follows them as stateful sequences).
 PLACED_LINKS: dict[int | str, dict[str, Any]] = {
     201: {
         "links": {
-            "GetOrder": {
-                "operationId": "get_order",
-                "parameters": {"order_id": "$response.body#/id"},
-            },
-            "CancelOrder": {
-                "operationId": "cancel_order",
-                "parameters": {"order_id": "$response.body#/id"},
-            },
-            "ListOrders": {
-                "operationId": "list_orders",
-                "parameters": {"customer_id": "$response.body#/customer_id"},
-            },
-            "CustomerSummary": {
-                "operationId": "customer_summary",
-                "parameters": {"customer_id": "$response.body#/customer_id"},
-            },
+            "GetOrder": _link("get_order", "order_id", "id"),
+            "CancelOrder": _link("cancel_order", "order_id", "id"),
+            "ListOrders": _link("list_orders", "customer_id", "customer_id"),
+            "CustomerSummary": _link("customer_summary", "customer_id", "customer_id"),
         }
     }
 }
