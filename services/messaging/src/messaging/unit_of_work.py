@@ -1,15 +1,19 @@
 """The unit of work every service builds on: it owns the transaction, and the
 messages the work decided to send are written to the outbox with its commit.
-Nothing here talks to a broker; the outbox relay publishes after the commit."""
+Nothing here talks to a broker; the outbox relay publishes after the commit.
+
+`SessionTransaction` is the transaction alone, for a service that sends no
+messages (notification); `UnitOfWork` adds the outbox."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
 
 from opentelemetry import trace
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.envelope import MessageContext, OutgoingMessage
 from messaging.outbox.writer import write_to_outbox
@@ -17,25 +21,33 @@ from messaging.outbox.writer import write_to_outbox
 tracer = trace.get_tracer("messaging.unit_of_work")
 
 
-class UnitOfWork:
-    """A service's unit of work names its outbox table and its database (the
-    commit span is `<name> commit`), and extends `started` and
-    `collect_messages`."""
+class Transactions(Protocol):
+    """What opens a database transaction: an `async_sessionmaker`, whose
+    `begin()` commits on a clean exit and rolls back on an error."""
 
-    outbox: ClassVar[Table]
-    name: ClassVar[str] = "db"
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
+class _LeftWithoutCommitError(Exception):
+    """Thrown into the transaction of a unit of work left without a commit: it
+    rolls back."""
+
+
+class SessionTransaction:
+    """One database transaction (messaging.transaction.Transaction) on a
+    session: `commit()` commits it and closes the session, leaving without a
+    commit rolls it back. A subclass creates its repositories in `started`."""
+
     session: AsyncSession
 
-    def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], context: MessageContext
-    ) -> None:
-        self.session_factory = session_factory
-        self.context = context
-        self.pending: list[OutgoingMessage] = []
+    def __init__(self, transactions: Transactions) -> None:
+        self.transactions = transactions
+        self._transaction: AbstractAsyncContextManager[AsyncSession] | None = None
 
     async def __aenter__(self) -> Self:
-        self.session = self.session_factory()
-        self.pending = []
+        transaction = self.transactions.begin()
+        self.session = await transaction.__aenter__()
+        self._transaction = transaction
         self.started()
         return self
 
@@ -48,10 +60,35 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            await self.session.rollback()  # a no-op after commit
-        finally:
-            await self.session.close()
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            # The error, or one of our own: the transaction rolls back.
+            error = exc or _LeftWithoutCommitError("left without a commit")
+            await transaction.__aexit__(type(error), error, tb)
+
+    async def commit(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            await transaction.__aexit__(None, None, None)
+
+
+class UnitOfWork(SessionTransaction):
+    """A SessionTransaction whose commit first writes the messages the work
+    decided to send to the outbox. A service's unit of work names its outbox
+    table and its database (the commit span is `<name> commit`), and extends
+    `started` and `collect_messages`."""
+
+    outbox: ClassVar[Table]
+    name: ClassVar[str] = "db"
+
+    def __init__(self, transactions: Transactions, context: MessageContext) -> None:
+        super().__init__(transactions)
+        self.context = context
+        self.pending: list[OutgoingMessage] = []
+
+    async def __aenter__(self) -> Self:
+        self.pending = []
+        return await super().__aenter__()
 
     def emit(self, message: OutgoingMessage) -> None:
         """Send this message if, and only if, the unit of work commits."""
@@ -65,5 +102,5 @@ class UnitOfWork:
         with tracer.start_as_current_span(f"{self.name} commit"):
             messages = self.pending + self.collect_messages()
             await write_to_outbox(self.session, self.outbox, messages)
-            await self.session.commit()
+            await super().commit()
         self.pending = []
