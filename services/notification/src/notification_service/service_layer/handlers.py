@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
@@ -103,7 +104,8 @@ async def deliver(
 ) -> Outcome:
     """Deliver once; a cancelled caller (the message stays unacked and comes back)
     does not cancel a delivery under way, which finishes and records itself."""
-    task = asyncio.ensure_future(_deliver_and_count(command, envelope, attempt, uow, mailer))
+    delivery = _deliver(command, envelope, attempt, uow, mailer)
+    task = asyncio.ensure_future(_counted(command, envelope, delivery))
     _UNDER_WAY.add(task)
     task.add_done_callback(_finished)
     return await asyncio.shield(task)
@@ -121,14 +123,11 @@ def _finished(task: asyncio.Task[Outcome]) -> None:
         LOGGER.warning("delivery failed: %r", exc)
 
 
-async def _deliver_and_count(
-    command: SendNotification,
-    envelope: Envelope,
-    attempt: int,
-    uow: NotificationUnitOfWork,
-    mailer: Mailer,
+async def _counted(
+    command: SendNotification, envelope: Envelope, delivery: Awaitable[Outcome]
 ) -> Outcome:
-    outcome = await _deliver(command, envelope, attempt, uow, mailer)
+    """The delivery's outcome, counted."""
+    outcome = await delivery
     OUTCOMES.labels(command.kind.value, LABELS[type(outcome)]).inc()
     if isinstance(outcome, Delivered) and envelope.time is not None:
         END_TO_END.labels(command.kind.value).observe(
