@@ -2,8 +2,9 @@
 opened with `async with`, made durable by `commit()`.
 
 A service's Protocol adds its repositories (and what else its handlers use)
-and is implemented twice: on `messaging.unit_of_work.UnitOfWork` (PostgreSQL)
-and in memory for its unit tests."""
+and is implemented twice: on `messaging.unit_of_work.UnitOfWork` (PostgreSQL,
+with the outbox; `SessionTransaction` without one) and in memory for its unit
+tests."""
 
 from __future__ import annotations
 
