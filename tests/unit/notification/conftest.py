@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import messaging.consumer
 from tests.unit.notification.fakes import FakeDatabase, FakeMailer
 from tests.unit.notification.harness import Notification, running
 
@@ -17,13 +16,6 @@ def db() -> FakeDatabase:
 @pytest.fixture
 def mailer() -> FakeMailer:
     return FakeMailer()
-
-
-@pytest.fixture
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dead-letter policy retries at once (its schedule is tested in
-    tests/unit/test_dead_letter_policy.py)."""
-    monkeypatch.setattr(messaging.consumer, "full_jitter", lambda *_: 0.0)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from faststream import Context, StreamMessage
+from faststream import Context
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue, TestRabbitBroker
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -29,8 +29,8 @@ from catalogue.topology import (
 from messaging.asyncapi import placeholder_settings
 from notification_service.entrypoints.brokers import build_brokers
 from notification_service.entrypoints.dependencies import unit_of_work_factory
-from notification_service.service_layer.unit_of_work import UnitOfWorkFactory
 from notification_service.settings import NotificationServiceSettings
+from tests.support.harness import in_memory_units_of_work, undecoded
 from tests.unit.notification.builders import sent
 from tests.unit.notification.fakes import FakeDatabase, FakeMailer
 
@@ -94,12 +94,6 @@ class Notification:
         )
 
 
-async def undecoded(message: StreamMessage[Any]) -> bytes:
-    """The body as it came: a parked message need not be JSON (and a recorder
-    that failed on it would be parked in turn, by the same policy)."""
-    return message.body
-
-
 def record_parked_and_retried(notification: Notification) -> None:
     def recorder(into: list[Received]) -> Any:
         async def record(message: Any = Context("message")) -> None:  # noqa: B008
@@ -146,9 +140,6 @@ async def running(
     notification = Notification(db, mailer, rabbit)
     record_parked_and_retried(notification)
 
-    def in_memory() -> UnitOfWorkFactory:
-        return db.unit_of_work
-
-    with rabbit.provider.scope(unit_of_work_factory, in_memory):
+    with in_memory_units_of_work([rabbit], unit_of_work_factory, db.unit_of_work):
         async with TestRabbitBroker(rabbit):
             yield notification

@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import messaging.consumer
 from tests.unit.point.fakes import FakeDatabase
 from tests.unit.point.harness import Point, running
 
@@ -12,13 +11,6 @@ from tests.unit.point.harness import Point, running
 @pytest.fixture
 def db() -> FakeDatabase:
     return FakeDatabase()
-
-
-@pytest.fixture
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dead-letter policy retries at once (its schedule is tested in
-    tests/unit/test_dead_letter_policy.py)."""
-    monkeypatch.setattr(messaging.consumer, "full_jitter", lambda *_: 0.0)
 
 
 @pytest.fixture

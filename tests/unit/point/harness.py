@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream import Context, StreamMessage
+from faststream import Context
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.rabbit import RabbitBroker, RabbitExchange, RabbitQueue, TestRabbitBroker
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,8 +29,8 @@ from messaging.asyncapi import placeholder_settings
 from messaging.envelope import Contract
 from point_service.entrypoints.brokers import build_brokers
 from point_service.entrypoints.dependencies import unit_of_work_factory
-from point_service.service_layer.unit_of_work import UnitOfWorkFactory
 from point_service.settings import PointServiceSettings
+from tests.support.harness import in_memory_units_of_work, undecoded
 from tests.unit.point.builders import sent
 from tests.unit.point.fakes import FakeDatabase
 
@@ -89,12 +89,6 @@ class Point:
         )
 
 
-async def undecoded(message: StreamMessage[Any]) -> bytes:
-    """The body as it came: a dead letter need not be JSON (and a recorder that
-    failed on it would be dead-lettered in turn, by the same policy)."""
-    return message.body
-
-
 def record_dead_letters_and_replies(point: Point) -> None:
     async def dead_letter(message: Any = Context("message")) -> None:  # noqa: B008
         raw = message.raw_message
@@ -129,11 +123,6 @@ async def running(db: FakeDatabase, **setting_values: Any) -> AsyncIterator[Poin
     point = Point(db, kafka, rabbit)
     record_dead_letters_and_replies(point)
 
-    def in_memory() -> UnitOfWorkFactory:
-        return db.unit_of_work
-
-    with contextlib.ExitStack() as overrides:
-        for broker in (kafka, rabbit):
-            overrides.enter_context(broker.provider.scope(unit_of_work_factory, in_memory))
+    with in_memory_units_of_work((kafka, rabbit), unit_of_work_factory, db.unit_of_work):
         async with TestKafkaBroker(kafka), TestRabbitBroker(rabbit):
             yield point
