@@ -84,15 +84,6 @@ class UnitOfWork(SessionTransaction):
     def __init__(self, transactions: Transactions, context: MessageContext) -> None:
         super().__init__(transactions)
         self.context = context
-        self.pending: list[OutgoingMessage] = []
-
-    async def __aenter__(self) -> Self:
-        self.pending = []
-        return await super().__aenter__()
-
-    def emit(self, message: OutgoingMessage) -> None:
-        """Send this message if, and only if, the unit of work commits."""
-        self.pending.append(message)
 
     def collect_messages(self) -> list[OutgoingMessage]:
         """Hook for subclasses: messages derived from the aggregates touched."""
@@ -100,7 +91,5 @@ class UnitOfWork(SessionTransaction):
 
     async def commit(self) -> None:
         with tracer.start_as_current_span(f"{self.name} commit"):
-            messages = self.pending + self.collect_messages()
-            await write_to_outbox(self.session, self.outbox, messages)
+            await write_to_outbox(self.session, self.outbox, self.collect_messages())
             await super().commit()
-        self.pending = []
