@@ -1,10 +1,10 @@
-"""Recording a message in the inbox inside the caller's transaction."""
+"""Reading and recording a message in the inbox inside the caller's transaction."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,3 +23,17 @@ async def first_delivery(
         .returning(table.c.message_id)
     )
     return result.first() is not None
+
+
+async def already_delivered(
+    session: AsyncSession, table: Table, consumer: str, message_id: uuid.UUID
+) -> bool:
+    """True if this consumer has recorded the message: a read that records
+    nothing, for a consumer that must decide before it acts (notification
+    looks before it mails, and records only once the mail went out)."""
+    found = await session.execute(
+        select(table.c.message_id).where(
+            table.c.consumer == consumer, table.c.message_id == message_id
+        )
+    )
+    return found.first() is not None

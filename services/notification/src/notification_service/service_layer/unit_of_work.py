@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from sqlalchemy import select
-
 from messaging.consumer import Envelope
-from messaging.inbox.store import first_delivery
+from messaging.inbox.store import already_delivered, first_delivery
 from messaging.transaction import Transaction
 from messaging.unit_of_work import SessionTransaction
 from notification_service.adapters.lock import AdvisoryMessageLock, MessageLock
@@ -56,12 +54,7 @@ class UnitOfWork(SessionTransaction):
         self.lock = AdvisoryMessageLock(self.session)
 
     async def in_inbox(self, consumer: str, envelope: Envelope) -> bool:
-        found = await self.session.execute(
-            select(inbox.c.message_id).where(
-                inbox.c.consumer == consumer, inbox.c.message_id == envelope.id
-            )
-        )
-        return found.first() is not None
+        return await already_delivered(self.session, inbox, consumer, envelope.id)
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
         """Record the message in the inbox; False if it was there already."""
