@@ -55,8 +55,23 @@ class OutboxRow:
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> OutboxRow:
-        """A record of `select {COLUMNS}`, whose columns are the fields."""
-        return cls(**{**dict(r.items()), "headers": parse_outbox_headers(r["headers"])})
+        """A record of `select {COLUMNS}`. Field by field (the claim's hot
+        path, once per message): no intermediate dict per row."""
+        return cls(
+            id=r["id"],
+            message_id=r["message_id"],
+            message_type=r["message_type"],
+            destination_kind=r["destination_kind"],
+            destination=r["destination"],
+            routing_key=r["routing_key"],
+            ordering_key=r["ordering_key"],
+            payload=r["payload"],
+            headers=parse_outbox_headers(r["headers"]),
+            priority=r["priority"],
+            best_effort=r["best_effort"],
+            attempts=r["attempts"],
+            created_at=r["created_at"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
