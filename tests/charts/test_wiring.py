@@ -147,7 +147,7 @@ def served_paths() -> dict[str, set[str]]:
     """The HTTP paths each container's app serves, read from the apps themselves
     (built with placeholder settings; nothing connects)."""
     values = placeholder_settings()
-    order = order_app(OrderServiceSettings.model_validate(values))
+    order = order_app(OrderServiceSettings.model_validate(values), TracerProvider())
     point = point_app(PointServiceSettings.model_validate(values), TracerProvider())
     notification = notification_app(
         NotificationServiceSettings.model_validate(values), TracerProvider()

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import shlex
@@ -49,6 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives import serialization
 from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker, RabbitQueue
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import MetaData, insert, text
 
 from catalogue import accounts, topology
@@ -57,6 +59,7 @@ from catalogue.contracts.notifications import NotificationKind, SendNotification
 from catalogue.contracts.points import GetPointBalance, PointBalance
 from catalogue.services import SERVICES
 from catalogue.topology import NOTIFICATION_PARKING_LOT, NOTIFICATION_SEND, ProvisionSettings
+from messaging.brokers import rabbit_broker
 from messaging.connections import (
     kafka_client_options,
     postgres_ssl,
@@ -897,7 +900,9 @@ async def test_request_reply_between_faststream_brokers_over_amqps(
     async def answer(body: GetPointBalance) -> PointBalance:
         return PointBalance(customer_id=body.customer_id, balance=42, as_of=datetime.now(UTC))
 
-    client = PointsClient(order.rabbitmq_url(), 5, security=rabbitmq_security(order))
+    client = PointsClient(
+        rabbit_broker(order, "order-service", logging.getLogger(__name__), TracerProvider()), 5
+    )
     await responder.start()
     try:
         client.start()

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 import sqlalchemy.exc
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
 
 from messaging.unavailable import unavailable
 from order_service.entrypoints import http
@@ -41,7 +42,7 @@ def client() -> TestClient:
         http_max_body_bytes=4096,
     )
     # No lifespan: the points client would try to connect.
-    return TestClient(http.create_app(settings), raise_server_exceptions=False)
+    return TestClient(http.create_app(settings, TracerProvider()), raise_server_exceptions=False)
 
 
 def fields(response: Any) -> list[str]:

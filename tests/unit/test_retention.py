@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from sqlalchemy import Delete, MetaData, Table
 from sqlalchemy.dialects import postgresql
@@ -313,7 +314,7 @@ async def test_order_service_runs_the_purge_in_its_lifespan_and_survives_a_down_
             "idempotency_key_purge_interval_s": 0.05,
         }
     )
-    app = order_app(settings)
+    app = order_app(settings, TracerProvider())
     before = failures(idempotency_keys.name)
     async with app.router.lifespan_context(app):
         await until(lambda: failures(idempotency_keys.name) - before >= 2)

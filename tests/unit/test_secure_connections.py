@@ -41,7 +41,8 @@ from notification_service.adapters.mailer import (
 )
 from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.settings import NotificationServiceSettings
-from order_service.adapters.points_client import PointsClient
+from order_service.entrypoints.http import create_app as order_app
+from order_service.settings import OrderServiceSettings
 from outbox_relay.relay import default_publishers
 from outbox_relay.settings import RelaySettings
 from point_service.entrypoints.app import create_app as point_app
@@ -378,7 +379,8 @@ def test_every_rabbitmq_client_gets_the_context(ca: trustme.CA, ca_file: str) ->
     brokers: list[RabbitBroker] = [
         b for app in (notification, point) for b in app.brokers if isinstance(b, RabbitBroker)
     ]
-    brokers.append(PointsClient(s.rabbitmq_url(), 0.3, rabbitmq_security(s)).broker)
+    order = order_app(OrderServiceSettings.model_validate({**BASE, **values}), TracerProvider())
+    brokers.append(order.state.points.broker)
     assert len(brokers) == 3
     for broker in brokers:
         assert str(broker._connection_kwargs["url"]).startswith("amqps://")

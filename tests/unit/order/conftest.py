@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from messaging.asyncapi import placeholder_settings
 from order_service.entrypoints.dependencies import points_client, unit_of_work_factory
@@ -35,7 +36,7 @@ def app() -> FastAPI:
     settings = OrderServiceSettings.model_validate(
         {**placeholder_settings(), "http_max_body_bytes": 4096}
     )
-    return create_app(settings)
+    return create_app(settings, TracerProvider())
 
 
 @pytest.fixture

@@ -4,20 +4,38 @@ summary's request/reply to point-service, answered or not, within its timeout.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from faststream.rabbit import RabbitExchange, RabbitMessage, RabbitQueue, TestRabbitBroker
+from faststream.rabbit import (
+    RabbitBroker,
+    RabbitExchange,
+    RabbitMessage,
+    RabbitQueue,
+    TestRabbitBroker,
+)
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
 from catalogue.contracts.points import GetPointBalance, PointBalance
 from catalogue.topology import POINT_BALANCE
+from messaging.asyncapi import placeholder_settings
+from messaging.brokers import rabbit_broker
 from order_service.adapters.points_client import PointsClient, Unavailable
+from order_service.settings import OrderServiceSettings
 
 TIMEOUT_S = 0.05
+
+
+def order_broker() -> RabbitBroker:
+    """The broker order-service gives its client: its parser, tracing and
+    metrics; the in-memory broker replaces the connection."""
+    settings = OrderServiceSettings.model_validate(placeholder_settings())
+    return rabbit_broker(settings, "order-service", logging.getLogger(__name__), TracerProvider())
 
 
 def requests(outcome: str) -> float:
@@ -31,7 +49,7 @@ asked: list[tuple[Any, ...]] = []
 @pytest.fixture
 async def client() -> AsyncIterator[PointsClient]:
     asked.clear()
-    points = PointsClient("amqp://order:x@127.0.0.1:1/", TIMEOUT_S)
+    points = PointsClient(order_broker(), TIMEOUT_S)
 
     @points.broker.subscriber(
         RabbitQueue(POINT_BALANCE.routing_key, declare=False),
@@ -91,7 +109,7 @@ async def test_an_answer_that_is_no_balance_is_an_error(
 
 
 async def test_before_rabbitmq_is_reached_the_answer_is_unavailable_at_once() -> None:
-    points = PointsClient("amqp://order:x@127.0.0.1:1/", TIMEOUT_S)
+    points = PointsClient(order_broker(), TIMEOUT_S)
     before = requests("unavailable")
     assert await points.balance("c-1") == Unavailable("unavailable")
     assert requests("unavailable") == before + 1

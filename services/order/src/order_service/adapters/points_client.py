@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
-from faststream.security import BaseSecurity
 from prometheus_client import Counter, Histogram
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -49,15 +47,13 @@ class Unavailable:
 
 
 class PointsClient:
-    def __init__(self, url: str, timeout_s: float, security: BaseSecurity | None = None) -> None:
+    """Asks over `broker` (messaging.brokers.rabbit_broker in the service: the
+    same connection settings, tracing and metrics as every RabbitMQ client),
+    which it starts in the background and stops."""
+
+    def __init__(self, broker: RabbitBroker, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.broker = RabbitBroker(
-            url,
-            security=security,
-            logger=logging.getLogger("order_service.faststream"),
-            log_level=logging.DEBUG,
-            middlewares=[RabbitTelemetryMiddleware()],
-        )
+        self.broker = broker
         self.connected = False
         self._task: asyncio.Task[None] | None = None
 
@@ -66,7 +62,7 @@ class PointsClient:
 
     async def _connect(self) -> None:
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.5, max=30),
+            wait=wait_exponential_jitter(multiplier=0.5, max=30),
             retry=retry_if_exception_type(Exception),
         ):
             with attempt:

@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(specification()), end="")
     else:
         settings = OrderServiceSettings()
-        serve(settings, settings, lambda _: create_app(settings))
+        serve(settings, settings, lambda provider: create_app(settings, provider))
     return 0
 
 

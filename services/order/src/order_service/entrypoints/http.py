@@ -8,6 +8,7 @@ points client and the Idempotency-Key retention, started and stopped with it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from messaging.brokers import rabbit_broker
 from messaging.database import build_engine
-from messaging.faststream_security import rabbitmq_security
 from messaging.serving import LimitRequestBody
 from order_service.adapters.points_client import PointsClient
 from order_service.adapters.retention import idempotency_key_retention
@@ -30,13 +32,17 @@ from order_service.entrypoints.problems import ERRORS, answer_errors_as_problems
 from order_service.settings import OrderServiceSettings
 
 
-def create_app(settings: OrderServiceSettings) -> FastAPI:
+def create_app(settings: OrderServiceSettings, tracer_provider: TracerProvider) -> FastAPI:
     engine = build_engine(settings, settings.otel_service_name)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     points = PointsClient(
-        settings.rabbitmq_url(),
+        rabbit_broker(
+            settings,
+            settings.otel_service_name,
+            logging.getLogger("order_service.faststream"),
+            tracer_provider,
+        ),
         settings.points_request_timeout_s,
-        security=rabbitmq_security(settings),
     )
     retention = idempotency_key_retention(sessions, settings)
 
