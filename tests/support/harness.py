@@ -1,7 +1,7 @@
 """What a consumer service's unit-test harness (tests/unit/<service>/harness.py)
-does the same way for every service: recorders that keep a body as it came,
-and the service's brokers with the in-memory database behind its unit-of-work
-dependency."""
+does the same way for every service: a message's body and headers as its
+producer sends them, recorders that keep a body as it came, and the service's
+brokers with the in-memory database behind its unit-of-work dependency."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ from typing import Any
 from faststream import StreamMessage
 from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker
+
+from messaging.envelope import OutgoingMessage
+
+
+def on_the_wire(
+    message: OutgoingMessage, headers: dict[str, Any] | None, body: bytes | None
+) -> tuple[bytes, dict[str, Any]]:
+    """`message`'s body and headers as its producer sends it (CloudEvents binary
+    mode: the data as JSON, its attributes in headers); `headers` are laid over
+    its own and `body`, where given, replaces the data."""
+    payload = message.data.model_dump_json().encode() if body is None else body
+    return payload, {**message.binary_mode_headers(), **(headers or {})}
 
 
 async def undecoded(message: StreamMessage[Any]) -> bytes:

@@ -15,6 +15,7 @@ import sqlalchemy.exc
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 
+from messaging.asyncapi import placeholder_settings
 from messaging.unavailable import unavailable
 from order_service.entrypoints import http
 from order_service.service_layer import handlers
@@ -30,17 +31,9 @@ ORDER = {
 
 @pytest.fixture
 def client() -> TestClient:
-    settings = OrderServiceSettings(
-        database_name="order",
-        database_user="order",
-        database_password="x",
-        database_port=1,
-        rabbitmq_user="order",
-        rabbitmq_password="x",
-        rabbitmq_port=1,
-        otel_service_name="order-service",
-        http_max_body_bytes=4096,
-    )
+    # The placeholder logins, on ports where nothing listens.
+    nowhere = {**placeholder_settings(), "database_port": 1, "rabbitmq_port": 1}
+    settings = OrderServiceSettings.model_validate({**nowhere, "http_max_body_bytes": 4096})
     # No lifespan: the points client would try to connect.
     return TestClient(http.create_app(settings, TracerProvider()), raise_server_exceptions=False)
 

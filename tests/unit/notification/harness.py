@@ -30,7 +30,7 @@ from messaging.asyncapi import placeholder_settings
 from notification_service.entrypoints.brokers import build_brokers
 from notification_service.entrypoints.dependencies import unit_of_work_factory
 from notification_service.settings import NotificationServiceSettings
-from tests.support.harness import in_memory_units_of_work, undecoded
+from tests.support.harness import in_memory_units_of_work, on_the_wire, undecoded
 from tests.unit.notification.builders import sent
 from tests.unit.notification.fakes import FakeDatabase, FakeMailer
 
@@ -70,10 +70,11 @@ class Notification:
         """Deliver `command` as its producer sends it (CloudEvents binary mode,
         its kind's priority); `headers` and `body` replace parts of it."""
         message = sent(command, message_id, at)
+        payload, wire = on_the_wire(message, headers, body)
         await self.rabbit.publish(
-            command.model_dump_json().encode() if body is None else body,
+            payload,
             QUEUE,
-            headers={**message.binary_mode_headers(), **(headers or {})},
+            headers=wire,
             message_id=str(message.id),
             correlation_id=message.context.correlation_id,
             content_type="application/json",

@@ -30,7 +30,7 @@ from messaging.envelope import Contract
 from point_service.entrypoints.brokers import build_brokers
 from point_service.entrypoints.dependencies import unit_of_work_factory
 from point_service.settings import PointServiceSettings
-from tests.support.harness import in_memory_units_of_work, undecoded
+from tests.support.harness import in_memory_units_of_work, on_the_wire, undecoded
 from tests.unit.point.builders import sent
 from tests.unit.point.fakes import FakeDatabase
 
@@ -67,8 +67,7 @@ class Point:
         """Deliver `data` as its producer sends it (CloudEvents binary mode);
         `headers` and `body` replace parts of it."""
         message = sent(data, message_id)
-        wire: dict[str, Any] = {**message.binary_mode_headers(), **(headers or {})}
-        payload = data.model_dump_json().encode() if body is None else body
+        payload, wire = on_the_wire(message, headers, body)
         if message.destination == ORDERS:
             key = message.subject.encode()
             await self.kafka.publish(payload, ORDERS.topic, key=key, headers=wire)
