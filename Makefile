@@ -157,8 +157,8 @@ chaos: up ## Soak: 20,000 orders under a random fault schedule, then the invaria
 
 ##@ Benchmarks (outside CI; figures in bench/README.md)
 .PHONY: bench bench-relay bench-brokers
-bench: up ## The whole system: orders/s it absorbs, latency order → points and order → mail, CPU per component
-	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m bench.system
+bench: up ## The whole system: API alone, orders/s it absorbs, CPU per order per process, latency (PROFILE=dir: py-spy profiles too)
+	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m bench.system $(if $(PROFILE),--profile $(PROFILE))
 
 bench-relay: up ## Relay vs plain aiokafka vs faststream-outbox on 50,000 rows, and latency at 500/s
 	@$(RUN) python -m bench.relay

@@ -30,11 +30,14 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import psutil
 
 from bench.brokers import process_tree
+from bench.profiling import PYTHON_PROCESSES, recording, summarize
 from catalogue.topology import ORDERS
 from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import KindTarget, LocalTarget, target_from_env
@@ -186,39 +189,96 @@ LATENCY_LINES = (
 )
 
 
+def spent_since(before: dict[str, float], target: LocalTarget | KindTarget) -> dict[str, float]:
+    after = cpu_by_component(target)
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def client_cpu() -> float:
+    """CPU seconds of this process: the load generator, not the system."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def cpu_table(spent: dict[str, float], orders: int, wall: float, client_s: float) -> float:
+    """Print CPU per order per process; return the sum (ms per order)."""
+    total = sum(spent.values())
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU while absorbing them: {total:.1f} s over {wall:.1f} s of wall time"
+        f" on {cores} cores ({total / wall / cores:.0%} busy);"
+        f" this load generator {client_s:.1f} s besides"
+    )
+    for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<22} {seconds:6.1f} s  {seconds * 1000 / orders:6.1f} ms/order")
+    return total * 1000 / orders
+
+
+async def api_alone(
+    system: System, target: LocalTarget | KindTarget, n: int, concurrency: int
+) -> float:
+    """POST /orders as fast as `concurrency` clients can, with order-relay
+    stopped so that nothing behind the API competes for the cores; then the
+    relay is started again and the orders settle (untimed)."""
+    limit = asyncio.Semaphore(concurrency)
+    tag = f"api{uuid.uuid4().hex[:6]}"
+
+    async def one() -> PlacedOrder:
+        async with limit:
+            return await system.place(tag)
+
+    await target.stop("order-relay")
+    try:
+        before = cpu_by_component(target)
+        started = time.monotonic()
+        orders = await asyncio.gather(*(one() for _ in range(n)))
+        accepted = n / (time.monotonic() - started)
+        own = spent_since(before, target).get("order-service", 0.0)
+    finally:
+        await target.start("order-relay")
+    print(
+        f"API alone: {n} orders at {concurrency} clients, {accepted:.0f}/s accepted"
+        + (f", order-service {own * 1000 / n:.2f} ms CPU per order" if own else "")
+    )
+    await settled(system, orders, timeout_s=900)
+    return accepted
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=3000, help="for the throughput phase")
+    parser.add_argument("--api-orders", type=int, default=2000, help="for the API phase (0: skip)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0, help="steady rate (0: 40%% of measured)")
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy profiles of the Python processes during the throughput phase here",
+    )
     args = parser.parse_args()
     target = target_from_env()
     system = System(target.endpoints)
     try:
-        before, wall = cpu_by_component(target), time.monotonic()
-        accepted, absorbed = await throughput(system, args.orders, args.concurrency)
-        after, wall = cpu_by_component(target), time.monotonic() - wall
+        api = await api_alone(system, target, args.api_orders, 64) if args.api_orders else 0.0
+        before, client, wall = cpu_by_component(target), client_cpu(), time.monotonic()
+        with profiled(target, args.profile):
+            accepted, absorbed = await throughput(system, args.orders, args.concurrency)
+        spent, wall = spent_since(before, target), time.monotonic() - wall
         print(
             f"throughput: {args.orders} orders, API accepted {accepted:.0f}/s, "
             f"whole pipeline (points + mail) {absorbed:.0f}/s"
         )
-        if after:
-            spent = {k: after[k] - before.get(k, 0.0) for k in after}
-            total = sum(spent.values())
-            print(
-                f"CPU while absorbing them: {total:.1f} s over {wall:.1f} s of wall time"
-                f" on {os.cpu_count()} cores ({total / wall / (os.cpu_count() or 1):.0%} busy)"
-            )
-            for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])[:10]:
-                print(
-                    f"  {name:<22} {seconds:6.1f} s  {seconds * 1000 / args.orders:6.1f} ms/order"
-                )
+        cpu_ms = cpu_table(spent, args.orders, wall, client_cpu() - client) if spent else 0.0
         await asyncio.sleep(5)
         rate = args.rate or max(1.0, round(absorbed * 0.4))
         split = await latency(system, rate, args.seconds)
     finally:
         await system.close()
+    if args.profile:
+        for name in PYTHON_PROCESSES:
+            if (args.profile / f"{name}.txt").exists():
+                print(summarize(args.profile / f"{name}.txt", top=12))
     p50, p99 = quantiles(split["points"])
     e50, e99 = quantiles(split["email"])
     print(f"latency at {rate:.0f} orders/s over {len(split['points'])} orders (p50 / p99, ms):")
@@ -226,9 +286,22 @@ async def main() -> None:
         low, high = quantiles(split[key])
         print(f"  {label}{low:7.1f} / {high:7.1f}" + (f"  ({owner})" if owner else ""))
     print(
-        f"orders_per_s={absorbed:.1f} points_p50_ms={p50:.1f} points_p99_ms={p99:.1f} "
+        f"orders_per_s={absorbed:.1f} cpu_ms_per_order={cpu_ms:.1f} api_orders_per_s={api:.0f} "
+        f"points_p50_ms={p50:.1f} points_p99_ms={p99:.1f} "
         f"email_p50_ms={e50:.1f} email_p99_ms={e99:.1f}"
     )
+
+
+@contextlib.contextmanager
+def profiled(target: LocalTarget | KindTarget, into: Path | None) -> Iterator[None]:
+    """py-spy on each Python process of the local stack while the block runs."""
+    if into is None or not isinstance(target, LocalTarget):
+        yield
+        return
+    infos = target.supervisor.processes()
+    pids = {n: infos[n].pid for n in PYTHON_PROCESSES if n in infos and infos[n].pid}
+    with recording(pids, into):
+        yield
 
 
 if __name__ == "__main__":
