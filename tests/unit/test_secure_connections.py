@@ -47,6 +47,7 @@ from outbox_relay.relay import default_publishers
 from outbox_relay.settings import RelaySettings
 from point_service.entrypoints.app import create_app as point_app
 from point_service.settings import PointServiceSettings
+from tests.support.fake_smtp import FakeSmtp
 
 BASE = placeholder_settings()
 
@@ -474,51 +475,6 @@ def test_an_smtp_ca_file_without_tls_is_refused(ca_file: str) -> None:
     assert "SMTP_SSL_CAFILE" in errors["smtp_ssl_cafile"]
 
 
-class FakeSmtp:
-    """Stands in for smtplib.SMTP / SMTP_SSL: records what the mailer does."""
-
-    offers_starttls = True
-    instances: list[FakeSmtp]
-
-    def __init__(self, host: str, port: int, timeout: float, context: Any = None) -> None:
-        self.calls: list[tuple[str, Any]] = [("connect", context)]
-        type(self).instances.append(self)
-
-    def __enter__(self) -> FakeSmtp:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.calls.append(("quit", None))
-
-    def ehlo(self) -> None:
-        self.calls.append(("ehlo", None))
-
-    def has_extn(self, name: str) -> bool:
-        return name == "starttls" and self.offers_starttls
-
-    def starttls(self, context: Any = None) -> None:
-        self.calls.append(("starttls", context))
-
-    def login(self, user: str, password: str) -> None:
-        self.calls.append(("login", (user, password)))
-
-    def send_message(self, mail: Any) -> None:
-        self.calls.append(("send", mail["To"]))
-
-
-@pytest.fixture
-def fake_smtp(monkeypatch: pytest.MonkeyPatch) -> type[FakeSmtp]:
-    class Plain(FakeSmtp):
-        instances: list[FakeSmtp] = []  # noqa: RUF012
-
-    class Implicit(FakeSmtp):
-        instances: list[FakeSmtp] = []  # noqa: RUF012
-
-    monkeypatch.setattr(smtplib, "SMTP", Plain)
-    monkeypatch.setattr(smtplib, "SMTP_SSL", Implicit)
-    return Plain
-
-
 COMMAND = SendNotification(
     recipient="c@example.com", subject="s", body="b", kind=NotificationKind.ORDER
 )
@@ -542,8 +498,7 @@ def test_starttls_upgrades_before_login_and_send(fake_smtp: type[FakeSmtp], ca_f
         )
     )
     [smtp] = fake_smtp.instances
-    names = [name for name, _ in smtp.calls]
-    assert names == ["connect", "ehlo", "starttls", "ehlo", "login", "send", "quit"]
+    assert smtp.names() == ["connect", "ehlo", "starttls", "ehlo", "login", "send", "quit"]
     assert isinstance(dict(smtp.calls)["starttls"], ssl.SSLContext)
 
 
@@ -567,12 +522,11 @@ def test_implicit_tls_connects_with_smtp_ssl(fake_smtp: type[FakeSmtp], ca_file:
     send(notification(smtp_security="tls", smtp_ssl_cafile=ca_file))
     assert fake_smtp.instances == [], "not over plain SMTP"
     [smtp] = smtplib.SMTP_SSL.instances  # type: ignore[attr-defined]
-    names = [name for name, _ in smtp.calls]
-    assert names == ["connect", "send", "quit"], "no login without a username"
+    assert smtp.names() == ["connect", "send", "quit"], "no login without a username"
     assert isinstance(smtp.calls[0][1], ssl.SSLContext)
 
 
 def test_plain_smtp_is_unchanged(fake_smtp: type[FakeSmtp]) -> None:
     send(notification())
     [smtp] = fake_smtp.instances
-    assert [name for name, _ in smtp.calls] == ["connect", "send", "quit"]
+    assert smtp.names() == ["connect", "send", "quit"]

@@ -1,6 +1,14 @@
 """E-mail over SMTP with the standard library's blocking client, run on a
 bounded thread pool so that a slow mail server never blocks the event loop.
 
+Each worker thread keeps its SMTP session open between mails (connect,
+banner, EHLO, STARTTLS and AUTH once, not per mail): smtplib's client is not
+thread-safe, so a session belongs to the thread that opened it. A session
+idle for a while is checked with NOOP before it is used again (servers close
+idle sessions), one is renewed after MAILS_PER_SESSION mails (servers cap
+them), and one whose mail failed in any way is dropped: a fresh session is
+cheaper than finding out what state the old one is in.
+
 Work handed to another thread does not raise in the caller by itself: an
 exception stays inside the thread's future until someone awaits it. Here
 every send is awaited, and every exception it carries is caught, classified
@@ -17,8 +25,11 @@ was meant to be encrypted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import ssl
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -44,6 +55,14 @@ SMTP_DURATION = Histogram(
     "Duration of one SMTP delivery, successful or not.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+# A session unused for longer than this is asked NOOP before its next mail.
+CHECK_IDLE_AFTER_S = 5.0
+# Servers may cap the mails of one session; renewing every 100 mails costs
+# one connect per 100. (A lower cap answers 4xx: that mail is retried, its
+# session dropped.)
+MAILS_PER_SESSION = 100
 
 
 class DeliveryError(Exception):
@@ -105,9 +124,17 @@ class SmtpMailer:
         self.host, self.port, self.timeout_s, self.sender = host, port, timeout_s, sender
         self.security = security or SmtpSecurity()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp")
+        self._local = threading.local()
+        # Every open session, whichever thread holds it, for close().
+        self._sessions: set[_Session] = set()
+        self._sessions_lock = threading.Lock()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, set()
+        for session in sessions:
+            session.end()
 
     def compose(self, message_id: str, command: SendNotification) -> EmailMessage:
         mail = EmailMessage()
@@ -131,19 +158,49 @@ class SmtpMailer:
             )
         return smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
 
-    def _send_blocking(self, mail: EmailMessage) -> None:
-        with self._connect() as smtp:
+    def _open(self) -> smtplib.SMTP:
+        smtp = self._connect()
+        try:
             if self.security.mode == "starttls":
                 smtp.ehlo()
-                if not smtp.has_extn("starttls"):
-                    raise StartTlsUnavailableError(
-                        f"{self.host}:{self.port} does not offer STARTTLS; not sending in clear"
-                    )
+                _require_starttls(smtp, self.host, self.port)
                 smtp.starttls(context=self.security.context)
                 smtp.ehlo()
             if self.security.username:
                 smtp.login(self.security.username, self.security.password)
-            smtp.send_message(mail)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _session(self) -> _Session:
+        """This thread's session: kept, checked, or opened anew."""
+        session: _Session | None = getattr(self._local, "session", None)
+        if session is not None and not session.reusable():
+            self._drop(session)
+            session = None
+        if session is None:
+            session = _Session(self._open())
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.add(session)
+        return session
+
+    def _drop(self, session: _Session) -> None:
+        self._local.session = None
+        with self._sessions_lock:
+            self._sessions.discard(session)
+        session.end()
+
+    def _send_blocking(self, mail: EmailMessage) -> None:
+        session = self._session()
+        try:
+            session.smtp.send_message(mail)
+        except BaseException:
+            self._drop(session)
+            raise
+        session.mails += 1
+        session.used_at = time.monotonic()
 
     async def send(self, message_id: str, command: SendNotification) -> None:
         mail = self.compose(message_id, command)
@@ -197,3 +254,35 @@ class SmtpMailer:
             "permanent" if isinstance(error, PermanentDeliveryError) else "temporary"
         ).inc()
         raise error
+
+
+def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
+    if not smtp.has_extn("starttls"):
+        raise StartTlsUnavailableError(
+            f"{host}:{port} does not offer STARTTLS; not sending in clear"
+        )
+
+
+class _Session:
+    """One open SMTP session of one worker thread."""
+
+    def __init__(self, smtp: smtplib.SMTP) -> None:
+        self.smtp = smtp
+        self.mails = 0
+        self.used_at = time.monotonic()
+
+    def reusable(self) -> bool:
+        if self.mails >= MAILS_PER_SESSION:
+            return False
+        if time.monotonic() - self.used_at < CHECK_IDLE_AFTER_S:
+            return True
+        try:
+            return self.smtp.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    def end(self) -> None:
+        """QUIT if the server still listens; the socket is closed either way."""
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            self.smtp.quit()
+        self.smtp.close()
