@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ SAMPLES_PER_S = 97  # not a divisor of the event loop's timers' periods
 def recording(pids: dict[str, int], into: Path) -> Iterator[None]:
     """py-spy on each process while the block runs; stopped with SIGINT (which
     makes it write its file) when the block ends."""
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy", path=Path(sys.executable).parent)
     if spy is None:
         raise RuntimeError("py-spy is not installed (it is in the dev dependency group)")
     into.mkdir(parents=True, exist_ok=True)
