@@ -69,8 +69,8 @@ def summarize(path: Path, top: int = 15) -> str:
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or not count.isdigit():
+            continue  # a frame name with a line break in it
         leaf = stack.rsplit(";", 1)[-1]
         n = int(count)
         total += n

@@ -32,7 +32,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import charset
+from email.message import Message
 from email.utils import formatdate
 from typing import Protocol
 
@@ -56,6 +57,11 @@ SMTP_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+
+# Mail text in UTF-8, quoted-printable: an ASCII body stays readable as it is,
+# and headers with other characters are encoded words (RFC 2047).
+UTF8_QP = charset.Charset("utf-8")
+UTF8_QP.header_encoding = UTF8_QP.body_encoding = charset.QP
 
 # A session unused for longer than this is asked NOOP before its next mail.
 CHECK_IDLE_AFTER_S = 5.0
@@ -136,8 +142,14 @@ class SmtpMailer:
         for session in sessions:
             session.end()
 
-    def compose(self, message_id: str, command: SendNotification) -> EmailMessage:
-        mail = EmailMessage()
+    def compose(self, message_id: str, command: SendNotification) -> Message:
+        """The mail, built with the email package's compat32 API (Message):
+        the same headers as EmailMessage would give, at about a third of its
+        CPU (bench/README.md: 0.4 against 1.25 ms a mail to compose and
+        flatten), since it does not parse every header it is given."""
+        mail = Message()
+        # Content-Type text/plain, MIME-Version and the transfer encoding.
+        mail.set_payload(command.body, UTF8_QP)
         mail["From"] = self.sender
         mail["To"] = command.recipient
         mail["Subject"] = command.subject
@@ -148,7 +160,6 @@ class SmtpMailer:
         mail["Message-ID"] = f"<{message_id}@notifications.local>"
         mail["X-Notification-Id"] = message_id
         mail["X-Notification-Kind"] = command.kind.value
-        mail.set_content(command.body)
         return mail
 
     def _connect(self) -> smtplib.SMTP:
@@ -192,7 +203,7 @@ class SmtpMailer:
             self._sessions.discard(session)
         session.end()
 
-    def _send_blocking(self, mail: EmailMessage) -> None:
+    def _send_blocking(self, mail: Message) -> None:
         session = self._session()
         try:
             session.smtp.send_message(mail)
