@@ -85,8 +85,10 @@ RELAY_BATCH = 1000  # as the system's relay
 RELAY_LANES = 2  # as the system's relay: claim, publish and mark overlap across lanes
 RELAY_IDLE_S = 0.005
 POINT_CONNECTIONS = 8  # point's consumer: transactions in flight over one fetched batch
-PREFETCH = 32  # notification's consumer: unacked commands in flight
-SMTP_CONNECTIONS = 8  # each reused for every mail, one per thread
+PREFETCH = 64  # notification's consumer: unacked commands in flight
+# Each reused for every mail, one per thread; 16 beat 8 here (149 against
+# 125-135 orders/s for 1000 orders, two runs each).
+SMTP_CONNECTIONS = 16
 SENDER = "orders@example.com"
 
 ORDER_TABLES = """
