@@ -51,6 +51,11 @@ class Endpoints:
     jaeger_query: str
     # postgresql:// DSNs of each service's database, read-only use by the checker
     databases: dict[str, str]
+    # host:port of RabbitMQ's AMQP listener (rabbitmq_user's credentials) and of
+    # the mail catcher's SMTP server: for bench/ceiling.py, which speaks to the
+    # components with raw clients. Empty when the target does not expose them.
+    rabbitmq_amqp: str = ""
+    mail_smtp: str = ""
 
 
 class Target(Protocol):
@@ -87,6 +92,8 @@ class LocalTarget:
                 service: self.stack.postgres_dsn(database=service, user=service)
                 for service in SERVICES
             },
+            rabbitmq_amqp=f"{host}:{s.rabbitmq_port}",
+            mail_smtp=f"{host}:{s.mailpit_smtp_port}",
         )
 
     async def stop(self, component: str) -> None:
@@ -133,6 +140,10 @@ class KindTarget:
             prometheus=env["E2E_PROMETHEUS"],
             jaeger_query=env["E2E_JAEGER_QUERY"],
             databases={s: env[f"E2E_{s.upper()}_DATABASE_DSN"] for s in SERVICES},
+            # Optional: kind-e2e.sh forwards neither port (the suite needs
+            # neither); set them to port-forwards of your own to run the ceiling.
+            rabbitmq_amqp=env.get("E2E_RABBITMQ_AMQP", ""),
+            mail_smtp=env.get("E2E_MAIL_SMTP", ""),
         )
 
     def kubectl(self, *args: str) -> list[str]:
