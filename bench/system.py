@@ -16,8 +16,17 @@
    delivered_at). Each phase waits until all of its orders' work is done, so
    the next one starts with empty queues.
 
+Before them, the API alone: POST /orders with order-relay stopped, so that
+only order-service's work counts (`api_orders_per_s`). After the throughput,
+the ceiling (bench/ceiling.py): the minimal work of an order done by raw
+clients on the same components (`ceiling_orders_per_s`, and the system's
+ratio to it). CPU per order is read from /proc for every process of the
+local stack over the throughput phase (`cpu_ms_per_order`, the sum; the
+table has each process).
+
 Ends with one summary line:
-`orders_per_s=X points_p50_ms=X points_p99_ms=X email_p50_ms=X email_p99_ms=X`.
+`orders_per_s=X cpu_ms_per_order=X api_orders_per_s=X ceiling_orders_per_s=X
+ratio_ceiling=X points_p99_ms=X email_p99_ms=X points_p50_ms=X email_p50_ms=X`.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from pathlib import Path
 import psutil
 
 from bench.brokers import process_tree
+from bench.ceiling import ceiling
 from bench.profiling import PYTHON_PROCESSES, recording, summarize
 from catalogue.topology import ORDERS
 from tests.e2e.system import PlacedOrder, System
@@ -244,10 +254,31 @@ async def api_alone(
     return accepted
 
 
+async def ceiling_phase(target: LocalTarget | KindTarget, orders: int) -> float:
+    """bench/ceiling.py on the same components, with their CPU per order."""
+    before = cpu_by_component(target)
+    result = await ceiling(target.endpoints, orders)
+    spent = spent_since(before, target)
+    components = sum(spent.values())
+    print(
+        f"ceiling (raw clients, the minimal work of an order): {orders} orders,"
+        f" {result.orders_per_s:.0f}/s; CPU {result.cpu_s * 1000 / orders:.1f} ms/order in"
+        f" the raw clients + {components * 1000 / orders:.1f} in the components ("
+        + ", ".join(
+            f"{k} {v * 1000 / orders:.1f}"
+            for k, v in sorted(spent.items(), key=lambda kv: -kv[1])
+            if v * 1000 / orders >= 0.1
+        )
+        + ")"
+    )
+    return result.orders_per_s
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=3000, help="for the throughput phase")
     parser.add_argument("--api-orders", type=int, default=2000, help="for the API phase (0: skip)")
+    parser.add_argument("--ceiling-orders", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0, help="steady rate (0: 40%% of measured)")
     parser.add_argument("--seconds", type=float, default=30)
@@ -271,6 +302,7 @@ async def main() -> None:
         )
         cpu_ms = cpu_table(spent, args.orders, wall, client_cpu() - client) if spent else 0.0
         await asyncio.sleep(5)
+        roof = await ceiling_phase(target, args.ceiling_orders)
         rate = args.rate or max(1.0, round(absorbed * 0.4))
         split = await latency(system, rate, args.seconds)
     finally:
@@ -287,8 +319,9 @@ async def main() -> None:
         print(f"  {label}{low:7.1f} / {high:7.1f}" + (f"  ({owner})" if owner else ""))
     print(
         f"orders_per_s={absorbed:.1f} cpu_ms_per_order={cpu_ms:.1f} api_orders_per_s={api:.0f} "
-        f"points_p50_ms={p50:.1f} points_p99_ms={p99:.1f} "
-        f"email_p50_ms={e50:.1f} email_p99_ms={e99:.1f}"
+        f"ceiling_orders_per_s={roof:.1f} ratio_ceiling={absorbed / roof:.2f} "
+        f"points_p99_ms={p99:.1f} email_p99_ms={e99:.1f} "
+        f"points_p50_ms={p50:.1f} email_p50_ms={e50:.1f}"
     )
 
 
