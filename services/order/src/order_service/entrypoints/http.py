@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from messaging.brokers import rabbit_broker
 from messaging.database import build_engine
@@ -69,7 +70,7 @@ def create_app(settings: OrderServiceSettings, tracer_provider: TracerProvider) 
     app.state.sessions = sessions
     app.state.points = points
     app.add_middleware(LimitRequestBody, max_bytes=settings.http_max_body_bytes)
-    app.middleware("http")(echo_correlation_id)
+    app.add_middleware(EchoCorrelationId)
     answer_errors_as_problems(app)
     routes.add_routes(app)
     add_health_routes(app)
@@ -80,12 +81,29 @@ def create_app(settings: OrderServiceSettings, tracer_provider: TracerProvider) 
     return app
 
 
-async def echo_correlation_id(request: Request, call_next: Any) -> Response:
-    response: Response = await call_next(request)
-    correlation = getattr(request.state, "correlation_id", None)
-    if correlation:
-        response.headers[CORRELATION_HEADER] = correlation
-    return response
+class EchoCorrelationId:
+    """The request's correlation id (set by the dependency that reads it, on
+    the request's state) as a response header. A plain ASGI middleware: a
+    `@app.middleware("http")` one runs the rest of the app in a task of its own
+    per request, which cost about a tenth of order-service's CPU per order."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def echoing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                correlation = scope.get("state", {}).get("correlation_id")
+                if correlation:
+                    headers = MutableHeaders(scope=message)
+                    headers[CORRELATION_HEADER] = correlation
+            await send(message)
+
+        await self.app(scope, receive, echoing)
 
 
 def add_health_routes(app: FastAPI) -> None:
