@@ -33,14 +33,16 @@ What the ceiling leaves out, on purpose: HTTP and request validation, order
 lines and idempotency keys, CloudEvents headers beyond id and type, tracing
 and metrics, the relay's per-key ordering check (each order's two rows go to
 different destinations, and the ceiling places no second event of one order)
-and its retry bookkeeping, and the advisory lock of notification-service
-(the inbox row, held uncommitted during the SMTP exchange, already keeps a
-redelivered copy from being sent alongside: its insert waits for the first
-transaction, then finds the row). Each transaction is one SQL statement
-(data-modifying CTEs) where it can be: one round trip and one commit, the
-cheapest way to the same atomic effects. The relays poll every 5 ms when they
-find nothing instead of listening for a trigger's NOTIFY, which under load
-they never do.
+and its retry bookkeeping. notification-service's deduplication is the
+same as here (since issue 14 it takes no advisory lock: the inbox row, held
+uncommitted during the SMTP exchange, keeps a redelivered copy from being
+sent alongside: its insert waits for the first transaction, then finds the
+row), but in two statements where this is one: its delivery insert, on
+conflict do nothing, also finds an id whose inbox row was purged. Each
+transaction is one SQL statement (data-modifying CTEs) where it can be: one
+round trip and one commit, the cheapest way to the same atomic effects. The
+relays poll every 5 ms when they find nothing instead of listening for a
+trigger's NOTIFY, which under load they never do.
 
 One process, one event loop, all five stages at once (SMTP in a small thread
 pool, as smtplib blocks). That is still a fair ceiling on this 2-core

@@ -151,7 +151,7 @@ async def latency(system: System, rate: float, seconds: float) -> dict[str, list
     # publisher confirm (the outbox row's finished_at), and when
     # notification-service began its delivery transaction (the delivery
     # row's delivered_at is now() of that transaction, which opens with the
-    # advisory lock, before the SMTP exchange).
+    # inbox and delivery inserts, before the SMTP exchange).
     sent = await system.query(
         "order",
         "select ordering_key, message_id, finished_at from outbox"

@@ -303,9 +303,15 @@ def test_an_attribute_that_is_not_utf8_is_poison() -> None:
 
 
 # -- notification-service: record, send, commit ----------------------------------
+@dataclass
 class Result:
-    def first(self) -> None:
-        return None
+    """What an INSERT ... ON CONFLICT DO NOTHING RETURNING gives back: the row,
+    here every time (no conflict)."""
+
+    row: tuple[object, ...]
+
+    def first(self) -> tuple[object, ...]:
+        return self.row
 
 
 @dataclass
@@ -317,7 +323,7 @@ class Session:
             raise sqlalchemy.exc.DBAPIError(
                 "insert", {}, Exception('invalid byte sequence for encoding "UTF8": 0x00')
             )
-        return Result()
+        return Result((uuid.uuid4(),))
 
 
 @dataclass

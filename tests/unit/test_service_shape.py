@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import notification_service
 import order_service
 import point_service
-from notification_service.adapters.lock import AdvisoryMessageLock, MessageLock
 from notification_service.adapters.mailer import Mailer, SmtpMailer
 from notification_service.adapters.repository import DeliveriesRepository, SqlDeliveriesRepository
 from notification_service.service_layer.unit_of_work import NotificationUnitOfWork
@@ -111,18 +110,10 @@ ORDERS = {"add", "get", "list_by_customer", "count_by_customer", "save_status"}
 KEYS = {"claim", "remember"}
 POINT_UNIT_OF_WORK = {"points", "__aenter__", "__aexit__", "first_delivery", "commit"}
 POINTS = {"lock_account", "save", "entry_for_order", "balance"}
-NOTIFICATION_UNIT_OF_WORK = {
-    "deliveries",
-    "lock",
-    "__aenter__",
-    "__aexit__",
-    "in_inbox",
-    "first_delivery",
-    "commit",
-}
-DELIVERIES = {"delivered", "add"}
+NOTIFICATION_UNIT_OF_WORK = {"deliveries", "__aenter__", "__aexit__", "first_delivery", "commit"}
+DELIVERIES = {"add_if_new"}
 
-# Per Protocol: its SQL (or SMTP, advisory-lock) implementation and its fake.
+# Per Protocol: its SQL (or SMTP) implementation and its fake.
 IMPLEMENTATIONS = {
     "order-uow": (
         OrdersUnitOfWork,
@@ -160,12 +151,6 @@ IMPLEMENTATIONS = {
         SqlDeliveriesRepository,
         notification_fakes.FakeDeliveriesRepository,
         DELIVERIES,
-    ),
-    "notification-lock": (
-        MessageLock,
-        AdvisoryMessageLock,
-        notification_fakes.FakeMessageLock,
-        {"hold"},
     ),
     "notification-mailer": (Mailer, SmtpMailer, notification_fakes.FakeMailer, {"send"}),
 }
@@ -228,11 +213,7 @@ def test_notifications_implementations_type_check_as_the_protocols() -> None:
         SqlDeliveriesRepository(AsyncSession()),
         notification_fakes.FakeDeliveriesRepository(db),
     ]
-    locks: list[MessageLock] = [
-        AdvisoryMessageLock(AsyncSession()),
-        notification_fakes.FakeMessageLock(db),
-    ]
     smtp = SmtpMailer("127.0.0.1", 25, 1, "shop@example.com", 1)
     smtp.close()
     mailers: list[Mailer] = [smtp, notification_fakes.FakeMailer()]
-    assert len(units) == len(repositories) == len(locks) == len(mailers) == 2
+    assert len(units) == len(repositories) == len(mailers) == 2

@@ -5,17 +5,19 @@ PostgreSQL and without an SMTP server.
 `FakeDatabase` is the committed state (the delivery history and the inbox); a
 `FakeUnitOfWork` keeps its writes aside and adds them on commit, so leaving
 without a commit (a mail not sent, an error) changes nothing, as a rolled-back
-transaction would. Its reads see what is committed when they run, as
-PostgreSQL's READ COMMITTED does: a copy that waited for the message's lock
-finds the record the first copy committed. The lock is held until the unit of
-work ends, as the transaction-scoped advisory lock is. The delivery history's
-primary key is kept: one record per message id."""
+transaction would. Its inserts are PostgreSQL's INSERT ... ON CONFLICT DO
+NOTHING under READ COMMITTED: an insert of a row (table and key) that another
+open unit of work wrote and has not committed waits until that one ends,
+then sees the committed state: the row is there (nothing inserted) if it
+committed, absent (inserted) if it rolled back. That wait is the only lock
+the handler has. The tables' primary keys are kept: one inbox row per
+(consumer, message id), one delivery record per message id."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -26,15 +28,15 @@ from notification_service.adapters.mailer import DeliveryError
 from notification_service.domain.model import Delivery
 
 
-class ConstraintViolationError(Exception):
-    """What PostgreSQL would refuse (an IntegrityError there)."""
-
-
 @dataclass
 class Tables:
     deliveries: dict[uuid.UUID, Delivery] = field(default_factory=dict)
     # (consumer, message id)
     inbox: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+
+    def has(self, table: str, key: Hashable) -> bool:
+        rows: dict[uuid.UUID, Delivery] | set[tuple[str, uuid.UUID]] = getattr(self, table)
+        return key in rows
 
 
 @dataclass
@@ -45,10 +47,9 @@ class FakeDatabase:
     refusals: list[BaseException] = field(default_factory=list)
     # Raised by the next commits, one each.
     failures: list[BaseException] = field(default_factory=list)
-    # The message locks (PostgreSQL's advisory locks), by message id.
-    locks: defaultdict[uuid.UUID, asyncio.Lock] = field(
-        default_factory=lambda: defaultdict(asyncio.Lock)
-    )
+    # The rows written and not yet committed, by (table, key): the transaction
+    # that holds each (PostgreSQL's lock on a row it inserted).
+    uncommitted: dict[tuple[str, Hashable], FakeTransaction] = field(default_factory=dict)
     opened: int = 0
     commits: int = 0
 
@@ -64,49 +65,61 @@ class FakeDatabase:
         return self.committed.inbox
 
 
-class FakeDeliveriesRepository:
+class FakeTransaction:
+    """One unit of work's hold on the rows it wrote, until it ends."""
+
     def __init__(self, db: FakeDatabase) -> None:
         self.db = db
+        self.ended = asyncio.Event()
+
+    async def insert(self, table: str, key: Hashable) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING: wait while another open
+        transaction holds the row uncommitted; then True, holding the row, if
+        neither the committed state nor this transaction has it."""
+        row = (table, key)
+        holder = self.db.uncommitted.get(row)
+        while holder is not None and holder is not self:
+            await holder.ended.wait()
+            holder = self.db.uncommitted.get(row)
+        if row in self.db.uncommitted or self.db.committed.has(table, key):
+            return False
+        self.db.uncommitted[row] = self
+        return True
+
+    def end(self) -> None:
+        """Committed or rolled back: the rows are released, waiters go on."""
+        for row in [row for row, holder in self.db.uncommitted.items() if holder is self]:
+            del self.db.uncommitted[row]
+        self.ended.set()
+
+
+class FakeDeliveriesRepository:
+    def __init__(self, db: FakeDatabase, transaction: FakeTransaction | None = None) -> None:
+        self.db = db
+        self.transaction = transaction or FakeTransaction(db)
         self.added: dict[uuid.UUID, Delivery] = {}
 
-    async def delivered(self, message_id: uuid.UUID) -> bool:
-        return message_id in self.db.deliveries or message_id in self.added
-
-    async def add(self, delivery: Delivery) -> None:
-        if await self.delivered(delivery.message_id):
-            raise ConstraintViolationError("deliveries_pkey")
+    async def add_if_new(self, delivery: Delivery) -> bool:
+        if not await self.transaction.insert("deliveries", delivery.message_id):
+            return False
         self.added[delivery.message_id] = delivery
-
-
-class FakeMessageLock:
-    def __init__(self, db: FakeDatabase) -> None:
-        self.db = db
-        self.held: list[asyncio.Lock] = []
-
-    async def hold(self, message_id: uuid.UUID) -> None:
-        lock = self.db.locks[message_id]
-        await lock.acquire()
-        self.held.append(lock)
-
-    def release(self) -> None:
-        while self.held:
-            self.held.pop().release()
+        return True
 
 
 class FakeUnitOfWork:
     deliveries: FakeDeliveriesRepository
-    lock: FakeMessageLock
 
     def __init__(self, db: FakeDatabase) -> None:
         self.db = db
+        self.transaction = FakeTransaction(db)
         self.inbox_added: set[tuple[str, uuid.UUID]] = set()
 
     async def __aenter__(self) -> Self:
         self.db.opened += 1
         if self.db.refusals:
             raise self.db.refusals.pop(0)
-        self.deliveries = FakeDeliveriesRepository(self.db)
-        self.lock = FakeMessageLock(self.db)
+        self.transaction = FakeTransaction(self.db)
+        self.deliveries = FakeDeliveriesRepository(self.db, self.transaction)
         self.inbox_added = set()
         return self
 
@@ -116,17 +129,15 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """What was not committed is dropped; the lock goes with the transaction."""
-        self.lock.release()
-
-    async def in_inbox(self, consumer: str, envelope: Envelope) -> bool:
-        key = (consumer, envelope.id)
-        return key in self.db.inbox or key in self.inbox_added
+        """What was not committed is dropped, and its rows released."""
+        self.transaction.end()
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
-        first = not await self.in_inbox(consumer, envelope)
-        self.inbox_added.add((consumer, envelope.id))
-        return first
+        key = (consumer, envelope.id)
+        if not await self.transaction.insert("inbox", key):
+            return False
+        self.inbox_added.add(key)
+        return True
 
     async def commit(self) -> None:
         if self.db.failures:
@@ -135,6 +146,7 @@ class FakeUnitOfWork:
         self.db.inbox.update(self.inbox_added)
         self.deliveries.added, self.inbox_added = {}, set()
         self.db.commits += 1
+        self.transaction.end()
 
 
 @dataclass

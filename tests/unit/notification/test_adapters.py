@@ -1,6 +1,6 @@
-"""The PostgreSQL unit of work, the advisory lock and the mail's Message-ID,
-without a server: what the SQL implementation sends, in which order, and when
-its transaction commits or rolls back."""
+"""The PostgreSQL unit of work and the mail's Message-ID, without a server:
+what the SQL implementation sends, in which order, and when its transaction
+commits or rolls back."""
 
 from __future__ import annotations
 
@@ -13,30 +13,43 @@ from typing import Any, cast
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notification_service.adapters.lock import lock_key
 from notification_service.adapters.mailer import SmtpMailer, TemporaryDeliveryError
-from notification_service.service_layer.handlers import Delivered, RetryLater, deliver
+from notification_service.service_layer.handlers import (
+    CONSUMER,
+    Delivered,
+    Duplicate,
+    RetryLater,
+    deliver,
+)
 from notification_service.service_layer.unit_of_work import UnitOfWork
 from tests.unit.notification.builders import envelope_of, mail
 from tests.unit.notification.fakes import FakeMailer
 
 
-class Nothing:
-    def first(self) -> None:
-        return None
+class Result:
+    def __init__(self, row: tuple[object, ...] | None) -> None:
+        self.row = row
+
+    def first(self) -> tuple[object, ...] | None:
+        return self.row
 
 
 @dataclass
 class Transactions:
     """An async_sessionmaker's begin(): a session whose statements are kept (as
-    PostgreSQL SQL), committed on a clean exit, rolled back on an error."""
+    PostgreSQL SQL), committed on a clean exit, rolled back on an error. An
+    INSERT ... RETURNING returns a row, or none into a table in `conflicts`."""
 
     statements: list[str] = field(default_factory=list)
     ends: list[str] = field(default_factory=list)
+    conflicts: set[str] = field(default_factory=set)
 
-    async def execute(self, statement: Any) -> Nothing:
-        self.statements.append(str(statement))
-        return Nothing()
+    async def execute(self, statement: Any) -> Result:
+        sql = str(statement)
+        self.statements.append(sql)
+        table = sql.removeprefix("INSERT INTO ").split(" ", 1)[0]
+        returned = "RETURNING" in sql and table not in self.conflicts
+        return Result((uuid.uuid4(),) if returned else None)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:
@@ -48,19 +61,34 @@ class Transactions:
         self.ends.append("commit")
 
 
-async def test_a_delivery_locks_reads_records_and_commits_in_that_order() -> None:
+async def test_a_delivery_is_two_inserts_then_the_mail_then_the_commit() -> None:
+    """The inserts are the lock: no advisory lock, no SELECT before them."""
     transactions, mailer = Transactions(), FakeMailer()
     command = mail()
     outcome = await deliver(command, envelope_of(command), 1, UnitOfWork(transactions), mailer)
     assert outcome == Delivered()
-    lock, inbox_read, history_read, inbox_write, record = transactions.statements
-    assert lock.startswith("SELECT pg_advisory_xact_lock(")
-    assert inbox_read.startswith("SELECT inbox.message_id")
-    assert history_read.startswith("SELECT deliveries.message_id")
+    inbox_write, record = transactions.statements
     assert inbox_write.startswith("INSERT INTO inbox")
     assert inbox_write.endswith("ON CONFLICT DO NOTHING RETURNING inbox.message_id")
     assert record.startswith("INSERT INTO deliveries")
+    assert record.endswith("ON CONFLICT (message_id) DO NOTHING RETURNING deliveries.message_id")
     assert (transactions.ends, len(mailer.sent)) == (["commit"], 1)
+
+
+@pytest.mark.parametrize(
+    ("conflict", "statements"), [("inbox", 1), ("deliveries", 2)], ids=["inbox", "history"]
+)
+async def test_a_message_already_recorded_is_a_duplicate_that_rolls_back(
+    conflict: str, statements: int
+) -> None:
+    """Found in the inbox, or only in the longer-kept delivery history (its
+    inbox row purged): nothing sent, and the inbox row just written undone."""
+    transactions, mailer = Transactions(conflicts={conflict}), FakeMailer()
+    command = mail()
+    outcome = await deliver(command, envelope_of(command), 1, UnitOfWork(transactions), mailer)
+    assert outcome == Duplicate()
+    assert len(transactions.statements) == statements
+    assert (transactions.ends, mailer.sent) == (["rollback (_LeftWithoutCommitError)"], [])
 
 
 async def test_a_mail_not_sent_rolls_its_record_back() -> None:
@@ -77,7 +105,8 @@ async def test_an_error_rolls_back_with_that_error() -> None:
 
     async def failing() -> None:
         async with UnitOfWork(transactions) as uow:
-            await uow.lock.hold(uuid.uuid4())
+            command = mail()
+            await uow.first_delivery(CONSUMER, envelope_of(command))
             raise ZeroDivisionError
 
     with pytest.raises(ZeroDivisionError):
@@ -91,12 +120,6 @@ async def test_a_commit_ends_the_transaction_once() -> None:
         await uow.commit()
         await uow.commit()
     assert transactions.ends == ["commit"]
-
-
-def test_the_lock_key_is_the_ids_low_64_bits_signed() -> None:
-    assert lock_key(uuid.UUID(int=0)) == -(1 << 63)
-    assert lock_key(uuid.UUID(int=(1 << 64) - 1)) == (1 << 63) - 1
-    assert lock_key(uuid.UUID(int=(5 << 64) | 7)) == 7 - (1 << 63), "the high bits do not count"
 
 
 def test_the_message_id_of_a_mail_is_its_command_id_on_every_resend() -> None:

@@ -1,5 +1,6 @@
 """The delivery use case over the in-memory unit of work and mailer: the
-outcomes, the lock on the message id and the shielded send-and-record."""
+outcomes, one mail for concurrent copies (the inbox insert waits on the first
+copy's uncommitted row) and the shielded send-and-record."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 
 import pytest
 
+from catalogue.contracts.notifications import SendNotification
 from notification_service.adapters.mailer import PermanentDeliveryError, TemporaryDeliveryError
 from notification_service.service_layer import handlers
 from notification_service.service_layer.handlers import (
@@ -73,8 +75,8 @@ async def test_a_permanent_failure_parks_at_the_first_attempt(
 
 
 async def test_two_copies_at_the_same_time_mail_once(db: FakeDatabase, mailer: FakeMailer) -> None:
-    """The second copy waits for the message's lock, then finds the first one's
-    committed record (prefetch lets copies run concurrently)."""
+    """The second copy's inbox insert waits on the first one's uncommitted row,
+    then finds it committed (prefetch lets copies run concurrently)."""
     mailer.hold()
     command = mail()
     env = envelope_of(command)
@@ -82,11 +84,38 @@ async def test_two_copies_at_the_same_time_mail_once(db: FakeDatabase, mailer: F
     await mailer.accepted.wait()
     second = asyncio.create_task(deliver(command, env, 1, db.unit_of_work(), mailer))
     await asyncio.sleep(0.01)
-    assert not second.done(), "waiting for the lock"
+    assert not second.done(), "waiting on the first copy's inbox row"
     mailer.release()
     outcomes = await asyncio.gather(first, second)
     assert list(outcomes) == [Delivered(), Duplicate()]
     assert len(mailer.sent) == 1
+    assert db.uncommitted == {}
+
+
+async def test_a_copy_waiting_on_one_that_failed_delivers_the_mail(
+    db: FakeDatabase, mailer: FakeMailer
+) -> None:
+    """The first copy's transaction rolls back (a temporary SMTP failure): the
+    waiting copy's inbox insert then writes the row, and it mails."""
+    reached, refuse = asyncio.Event(), asyncio.Event()
+
+    class RefusingWhenTold(FakeMailer):
+        async def send(self, message_id: str, command: SendNotification) -> None:
+            reached.set()
+            await refuse.wait()
+            raise TemporaryDeliveryError("421 busy")
+
+    command = mail()
+    env = envelope_of(command)
+    first = asyncio.create_task(deliver(command, env, 1, db.unit_of_work(), RefusingWhenTold()))
+    await reached.wait()
+    second = asyncio.create_task(deliver(command, env, 1, db.unit_of_work(), mailer))
+    await asyncio.sleep(0.01)
+    assert not second.done(), "waiting on the first copy's inbox row"
+    refuse.set()
+    assert await first == RetryLater(2, "421 busy")
+    assert await second == Delivered()
+    assert (mailer.sent, list(db.deliveries), db.commits) == ([(str(env.id), command)], [env.id], 1)
 
 
 async def test_a_delivery_cancelled_after_the_mail_went_out_is_recorded_not_resent(

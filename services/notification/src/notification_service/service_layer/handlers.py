@@ -3,10 +3,11 @@ takes the command, its envelope, the attempt it is at, a unit of work and a
 mailer; no broker, no SQL.
 
 The mail goes out before the delivery record commits (both inside one
-transaction that holds a lock on the message id): if the process dies in
-between, the redelivered command sends the mail again (at-least-once; the
-mail's Message-ID is the command id, the same on every resend, so that mail
-stores and clients show the duplicate once).
+transaction, whose uncommitted inbox row makes a concurrent copy of the
+message wait until it ends): if the process dies in between, the redelivered
+command sends the mail again (at-least-once; the mail's Message-ID is the
+command id, the same on every resend, so that mail stores and clients show
+the duplicate once).
 Committing first and sending after would instead lose mail on such a crash.
 The record is written, uncommitted, before the mail goes out: a value the
 database refuses (a NUL character, an attempt count beyond its column) fails
@@ -58,7 +59,6 @@ __all__ = [
     "Outcome",
     "Park",
     "RetryLater",
-    "already_delivered",
     "deliver",
 ]
 
@@ -144,17 +144,18 @@ async def _deliver(
     mailer: Mailer,
 ) -> Outcome:
     # One delivery per message id, even for two copies handled at the same time
-    # (prefetch lets several run concurrently): the lock on the id makes a
-    # concurrent copy wait, then find the first one's record.
+    # (prefetch lets several run concurrently): the insert is the lock. A copy's
+    # inbox insert waits on the first copy's uncommitted row until that
+    # transaction ends, then finds it (committed: a duplicate) or writes its own
+    # (rolled back). The delivery history, kept longer than the inbox, catches a
+    # copy whose inbox row was purged; its own inbox row then rolls back.
+    kind, recipient, subject = command.kind.value, command.recipient, command.subject
+    delivery = Delivery(envelope.id, kind, recipient, subject, attempt)
     async with uow:
-        await uow.lock.hold(envelope.id)
-        if await already_delivered(uow, envelope):
+        new = await uow.first_delivery(CONSUMER, envelope)
+        if not (new and await uow.deliveries.add_if_new(delivery)):
             DUPLICATES.labels(CONSUMER).inc()
-            return Duplicate()
-        await uow.first_delivery(CONSUMER, envelope)
-        await uow.deliveries.add(
-            Delivery(envelope.id, command.kind.value, command.recipient, command.subject, attempt)
-        )
+            return Duplicate()  # not committed: nothing recorded
         try:
             await mailer.send(str(envelope.id), command)
         except PermanentDeliveryError as exc:
@@ -163,9 +164,3 @@ async def _deliver(
             return POLICY.after_temporary_failure(attempt, exc.reason)
         await uow.commit()
     return Delivered()
-
-
-async def already_delivered(uow: NotificationUnitOfWork, envelope: Envelope) -> bool:
-    """In the inbox, or in the delivery history, which is kept longer: a copy
-    that arrives after its inbox row was purged still mails nothing."""
-    return await uow.in_inbox(CONSUMER, envelope) or await uow.deliveries.delivered(envelope.id)

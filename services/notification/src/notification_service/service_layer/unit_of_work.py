@@ -1,6 +1,10 @@
-"""The notification service's unit of work: one transaction that holds the
-message's lock, reads the inbox and the delivery history, and records the
-delivery, committed once the mail went out, or not at all.
+"""The notification service's unit of work: one transaction that records the
+message in the inbox and the delivery in its history, committed once the mail
+went out, or not at all.
+
+The inbox insert is the lock on the message id: a concurrent copy's insert of
+the same row waits for this transaction to end (READ COMMITTED), then finds
+the row if it committed, or writes its own if it rolled back.
 
 `NotificationUnitOfWork` is what the handlers use; `UnitOfWork` is its
 PostgreSQL implementation (tests/unit/notification/fakes.py has an in-memory
@@ -14,10 +18,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from messaging.consumer import Envelope
-from messaging.inbox.store import already_delivered, first_delivery
+from messaging.inbox.store import first_delivery
 from messaging.transaction import Transaction
 from messaging.unit_of_work import SessionTransaction
-from notification_service.adapters.lock import AdvisoryMessageLock, MessageLock
 from notification_service.adapters.orm import inbox
 from notification_service.adapters.repository import (
     DeliveriesRepository,
@@ -27,16 +30,11 @@ from notification_service.adapters.repository import (
 
 class NotificationUnitOfWork(Transaction, Protocol):
     """One transaction (messaging.transaction): `commit()` makes the delivery's
-    record durable; leaving without a commit undoes everything. Either way the
-    message's lock is released when it ends."""
+    record durable; leaving without a commit undoes everything. Either way a
+    concurrent copy waiting on its inbox row goes on when it ends."""
 
     @property
     def deliveries(self) -> DeliveriesRepository: ...
-
-    @property
-    def lock(self) -> MessageLock: ...
-
-    async def in_inbox(self, consumer: str, envelope: Envelope) -> bool: ...
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool: ...
 
@@ -47,15 +45,11 @@ UnitOfWorkFactory = Callable[[], NotificationUnitOfWork]
 
 class UnitOfWork(SessionTransaction):
     deliveries: SqlDeliveriesRepository
-    lock: AdvisoryMessageLock
 
     def started(self) -> None:
         self.deliveries = SqlDeliveriesRepository(self.session)
-        self.lock = AdvisoryMessageLock(self.session)
-
-    async def in_inbox(self, consumer: str, envelope: Envelope) -> bool:
-        return await already_delivered(self.session, inbox, consumer, envelope.id)
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
-        """Record the message in the inbox; False if it was there already."""
+        """Record the message in the inbox; False if it was there already, once
+        a transaction that holds the same row uncommitted has ended."""
         return await first_delivery(self.session, inbox, consumer, envelope.id, envelope.type)
