@@ -107,8 +107,10 @@ def cpu_by_component(target: LocalTarget | KindTarget) -> dict[str, float]:
                 root = psutil.Process(info.pid).cpu_times()
                 # Children that have exited and were reaped (PostgreSQL's backends
                 # of closed connections) count in their parent's children_* times.
-                used[name] = root.children_user + root.children_system + sum(
-                    sum(p.cpu_times()[:2]) for p in process_tree(info.pid) if p.is_running()
+                used[name] = (
+                    root.children_user
+                    + root.children_system
+                    + sum(sum(p.cpu_times()[:2]) for p in process_tree(info.pid) if p.is_running())
                 )
     return used
 
