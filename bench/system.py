@@ -121,7 +121,7 @@ async def throughput(system: System, n: int, concurrency: int) -> tuple[float, f
 
     async def one() -> PlacedOrder:
         async with limit:
-            return await system.place(tag)
+            return await system.place(tag, retries=10)
 
     started = time.monotonic()
     orders = await asyncio.gather(*(one() for _ in range(n)))
@@ -240,7 +240,7 @@ async def api_alone(
 
     async def one() -> PlacedOrder:
         async with limit:
-            return await system.place(tag)
+            return await system.place(tag, retries=10)
 
     await target.stop("order-relay")
     try:
@@ -253,6 +253,7 @@ async def api_alone(
         await target.start("order-relay")
     print(
         f"API alone: {n} orders at {concurrency} clients, {accepted:.0f}/s accepted"
+        f" ({system.refused} refusals retried so far)"
         + (f", order-service {own * 1000 / n:.2f} ms CPU per order" if own else "")
     )
     await settled(system, orders, timeout_s=900)
@@ -304,6 +305,7 @@ async def main() -> None:
         print(
             f"throughput: {args.orders} orders, API accepted {accepted:.0f}/s, "
             f"whole pipeline (points + mail) {absorbed:.0f}/s"
+            f" ({system.refused} refusals retried so far)"
         )
         cpu_ms = cpu_table(spent, args.orders, wall, client_cpu() - client) if spent else 0.0
         await asyncio.sleep(5)

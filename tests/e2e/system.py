@@ -53,6 +53,8 @@ class System:
     def __init__(self, endpoints: Endpoints) -> None:
         self.ep = endpoints
         self.api = httpx.AsyncClient(base_url=endpoints.order_api, timeout=10)
+        # 503s that place() retried.
+        self.refused = 0
         self.mail = MailCatcher(endpoints.mail_api)
         self.rabbit = RabbitAdmin(
             endpoints.rabbitmq_management, endpoints.rabbitmq_user, endpoints.rabbitmq_password
@@ -64,10 +66,19 @@ class System:
         await self.rabbit.close()
 
     # -- driving ------------------------------------------------------------
-    async def place(self, tag: str, amount: str = "10.00") -> PlacedOrder:
+    async def place(self, tag: str, amount: str = "10.00", retries: int = 0) -> PlacedOrder:
+        """POST /orders; a 503 is retried up to `retries` times after its
+        Retry-After (at most 1 s), as a client would (the benchmarks do)."""
         customer = f"e2e-{tag}-{uuid.uuid4().hex[:10]}"
         email = f"{customer}@example.com"
-        response = await self.api.post("/orders", json=order_request(customer, amount, "sku-e2e"))
+        body = order_request(customer, amount, "sku-e2e")
+        response = await self.api.post("/orders", json=body)
+        for _ in range(retries):
+            if response.status_code != 503:
+                break
+            self.refused += 1
+            await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", 1))))
+            response = await self.api.post("/orders", json=body)
         if response.status_code != 201:
             raise AssertionError(f"POST /orders → {response.status_code}: {response.text}")
         body = response.json()
