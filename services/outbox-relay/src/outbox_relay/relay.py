@@ -81,6 +81,9 @@ class OutboxRelay:
         self.pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._wakes = [asyncio.Event() for _ in range(settings.relay_concurrency)]
+        # Lanes waiting for work, in the order they began to wait.
+        self._idle: list[asyncio.Event] = []
+        self._turn = 0
         self._connect_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._paused_until: dict[str, float] = defaultdict(float)
@@ -106,6 +109,20 @@ class OutboxRelay:
     def _wake_all(self) -> None:
         for wake in self._wakes:
             wake.set()
+
+    def _wake_one(self) -> None:
+        """A NOTIFY (a commit that wrote to the outbox) wakes one waiting lane,
+        not all: at low rates a commit brings one or two rows, and every other
+        lane woken would only run an empty claim. Lanes that are busy find the
+        new rows themselves, as they claim again after every batch; a lane
+        whose batch came back full wakes the others (`_lane`)."""
+        if self._idle:
+            self._idle.pop(0).set()
+        else:
+            # Every lane busy: one of them claims again before it waits, in
+            # case its last claim began before this commit and came back empty.
+            self._turn = (self._turn + 1) % len(self._wakes)
+            self._wakes[self._turn].set()
 
     async def run(self) -> None:
         """Run `relay_concurrency` lanes until stop(). Each lane claims and
@@ -150,6 +167,8 @@ class OutboxRelay:
                 # Fewer rows than a batch can still mean more work: heads are
                 # one per key, so only an empty claim means "nothing due".
                 await self._wait_for_work(wake)
+            elif claimed >= self.s.relay_batch_size:
+                self._wake_all()  # a backlog: every lane claims
 
     async def _connect(self) -> None:
         async with self._connect_lock:
@@ -164,6 +183,7 @@ class OutboxRelay:
                 timeout=self.s.database_connect_timeout_s,
                 ssl=database_ssl(self.s),
                 command_timeout=self.s.database_statement_timeout_s,
+                reset=_keep_session,
                 server_settings={
                     "application_name": f"outbox-relay:{self.s.outbox_table}",
                     # The claim must walk the pending index in id order and stop
@@ -192,7 +212,7 @@ class OutboxRelay:
                 ssl=database_ssl(self.s),
             )
             await self._listener.add_listener(
-                notify_channel(self.s.outbox_table), lambda *_: self._wake_all()
+                notify_channel(self.s.outbox_table), lambda *_: self._wake_one()
             )
 
     async def _close(self) -> None:
@@ -212,8 +232,13 @@ class OutboxRelay:
         paused = [t for t in self._paused_until.values() if t > time.monotonic()]
         if paused:
             timeout = min(timeout, max(min(paused) - time.monotonic(), 0.01))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
+        self._idle.append(wake)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._idle.remove(wake)
         wake.clear()
 
     # -- one batch ----------------------------------------------------------
@@ -344,3 +369,11 @@ class OutboxRelay:
                 metrics.OLDEST_PENDING_AGE.labels(s.destination).set(s.oldest_pending_age_s)
                 metrics.FAILED.labels(s.destination).set(s.failed)
                 metrics.BLOCKED.labels(s.destination).set(s.blocked)
+
+
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """The pool's reset between two batches: nothing to undo. asyncpg rolls back
+    a transaction left open before it calls this; its default reset would also
+    send `RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()`, a round
+    trip per batch for state the relay's pooled connections never create (the
+    LISTEN is on a connection of its own, the settings are the startup ones)."""
