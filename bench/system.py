@@ -115,9 +115,13 @@ def cpu_by_component(target: LocalTarget | KindTarget) -> dict[str, float]:
     return used
 
 
-async def throughput(system: System, n: int, concurrency: int) -> tuple[float, float]:
+async def place_many(
+    system: System, prefix: str, n: int, concurrency: int
+) -> tuple[list[PlacedOrder], float]:
+    """`n` orders placed by `concurrency` clients as fast as they can (a 503
+    retried after its Retry-After); the orders and the rate they were accepted at."""
     limit = asyncio.Semaphore(concurrency)
-    tag = f"bench{uuid.uuid4().hex[:6]}"
+    tag = f"{prefix}{uuid.uuid4().hex[:6]}"
 
     async def one() -> PlacedOrder:
         async with limit:
@@ -125,9 +129,14 @@ async def throughput(system: System, n: int, concurrency: int) -> tuple[float, f
 
     started = time.monotonic()
     orders = await asyncio.gather(*(one() for _ in range(n)))
-    accepted_s = time.monotonic() - started
+    return orders, n / (time.monotonic() - started)
+
+
+async def throughput(system: System, n: int, concurrency: int) -> tuple[float, float]:
+    started = time.monotonic()
+    orders, accepted = await place_many(system, "bench", n, concurrency)
     await settled(system, orders, timeout_s=600)
-    return n / accepted_s, n / (time.monotonic() - started)
+    return accepted, n / (time.monotonic() - started)
 
 
 async def latency(system: System, rate: float, seconds: float) -> dict[str, list[float]]:
@@ -235,19 +244,10 @@ async def api_alone(
     """POST /orders as fast as `concurrency` clients can, with order-relay
     stopped so that nothing behind the API competes for the cores; then the
     relay is started again and the orders settle (untimed)."""
-    limit = asyncio.Semaphore(concurrency)
-    tag = f"api{uuid.uuid4().hex[:6]}"
-
-    async def one() -> PlacedOrder:
-        async with limit:
-            return await system.place(tag, retries=10)
-
     await target.stop("order-relay")
     try:
         before = cpu_by_component(target)
-        started = time.monotonic()
-        orders = await asyncio.gather(*(one() for _ in range(n)))
-        accepted = n / (time.monotonic() - started)
+        orders, accepted = await place_many(system, "api", n, concurrency)
         own = spent_since(before, target).get("order-service", 0.0)
     finally:
         await target.start("order-relay")

@@ -71,14 +71,14 @@ class System:
         Retry-After (at most 1 s), as a client would (the benchmarks do)."""
         customer = f"e2e-{tag}-{uuid.uuid4().hex[:10]}"
         email = f"{customer}@example.com"
-        body = order_request(customer, amount, "sku-e2e")
-        response = await self.api.post("/orders", json=body)
+        request = order_request(customer, amount, "sku-e2e")
+        response = await self.api.post("/orders", json=request)
         for _ in range(retries):
             if response.status_code != 503:
                 break
             self.refused += 1
             await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", 1))))
-            response = await self.api.post("/orders", json=body)
+            response = await self.api.post("/orders", json=request)
         if response.status_code != 201:
             raise AssertionError(f"POST /orders → {response.status_code}: {response.text}")
         body = response.json()
