@@ -83,7 +83,6 @@ class OutboxRelay:
         self._wakes = [asyncio.Event() for _ in range(settings.relay_concurrency)]
         # Lanes waiting for work, in the order they began to wait.
         self._idle: list[asyncio.Event] = []
-        self._turn = 0
         self._connect_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._paused_until: dict[str, float] = defaultdict(float)
@@ -119,10 +118,9 @@ class OutboxRelay:
         if self._idle:
             self._idle.pop(0).set()
         else:
-            # Every lane busy: one of them claims again before it waits, in
-            # case its last claim began before this commit and came back empty.
-            self._turn = (self._turn + 1) % len(self._wakes)
-            self._wakes[self._turn].set()
+            # Every lane busy: each claims once more before it waits, in case
+            # its last claim began before this commit and came back empty.
+            self._wake_all()
 
     async def run(self) -> None:
         """Run `relay_concurrency` lanes until stop(). Each lane claims and
