@@ -9,9 +9,10 @@
 #                     has plus the arguments; --image-tag first tags the
 #                     system's images TAG and loads them (the e2e upgrade
 #                     scenarios use it)
-# Every step says what failed in one line; `up` leaves a failed cluster for
-# inspection (with the pods' state in $KIND_CACHE/diagnostics), `test` always
-# tears down.
+# Every step says what failed in one line, and a failure tears down what the
+# run made (cluster, kind network, engine): the pods' state is saved in
+# $KIND_CACHE/diagnostics first. KIND_KEEP_ON_FAILURE=1 keeps a failed `up`'s
+# cluster and engine to look into (`make kind-down` removes them).
 . "$(dirname "$0")/lib.sh"
 
 RUN_DIR=$KIND_CACHE/run
@@ -175,6 +176,15 @@ down() {
   bash "$KIND_DIR/engine.sh" stop
 }
 
+# make kind-up on its own: cleans up after a failure unless told to keep it.
+up_alone() {
+  if [[ ${KIND_KEEP_ON_FAILURE:-0} != 1 ]]; then
+    trap 'rc=$?; ((rc == 0)) || { log "cleaning up after the failure (KIND_KEEP_ON_FAILURE=1 keeps it)"; down || true; }' EXIT
+  fi
+  up
+  trap - EXIT
+}
+
 # -- test --------------------------------------------------------------------
 test_all() {
   trap 'down || true' EXIT
@@ -196,7 +206,7 @@ test_all() {
 }
 
 case ${1:-} in
-  up) up ;;
+  up) up_alone ;;
   e2e) shift; e2e "$@" ;;
   down) down ;;
   test) test_all ;;

@@ -50,14 +50,26 @@ start() {
     kill -0 $! 2>/dev/null || break
     sleep 0.5
   done
+  # A dockerd that is alive but never answered is stopped: nothing of a
+  # failed start is left running.
+  if kill -0 $! 2>/dev/null; then
+    kill $! 2>/dev/null || true
+    for _ in $(seq 20); do kill -0 $! 2>/dev/null || break; sleep 0.5; done
+    kill -9 $! 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
   tail -5 "$ENGINE_DIR/dockerd.log" >&2
-  fail "container engine cannot start (log: $ENGINE_DIR/dockerd.log)"
+  fail "container engine cannot start within 60 s (log: $ENGINE_DIR/dockerd.log)"
 }
 
 host_state() {
   echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"
   if command -v iptables-save >/dev/null 2>&1; then
     iptables-save 2>/dev/null | sed -E '/^#/d; s/\[[0-9]+:[0-9]+\]//'
+  fi
+  # nftables rules made without iptables (counters vary, so they are dropped).
+  if command -v nft >/dev/null 2>&1; then
+    nft list ruleset 2>/dev/null | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/'
   fi
 }
 
