@@ -6,13 +6,25 @@ directory, RabbitMQ's cookie, PostgreSQL's readiness)."""
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.charts.test_secure_connections import egress_ports
 from tests.charts.test_values import renders
-from tests.charts.test_wiring import CHART, SERVICE_CONTAINERS, by_kind, render, render_with
+from tests.charts.test_wiring import (
+    CHART,
+    SERVICE_CONTAINERS,
+    VALUES,
+    by_kind,
+    render,
+    render_with,
+)
+
+# values-production.yaml uses managed Kafka, RabbitMQ and PostgreSQL.
+IN_CLUSTER_SERVERS = [label for label in VALUES if label != "production"]
 
 
 def services(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -22,6 +34,12 @@ def services(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for d in by_kind(docs, "Deployment")
         if d["spec"]["template"]["spec"]["containers"][0]["name"] in SERVICE_CONTAINERS
     }
+
+
+def statefulset_pod(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    [found] = [d for d in by_kind(docs, "StatefulSet") if d["metadata"]["name"].endswith(component)]
+    spec: dict[str, Any] = found["spec"]["template"]["spec"]
+    return spec
 
 
 def test_the_kubernetes_floor_is_where_the_prestop_sleep_action_is_on() -> None:
@@ -71,3 +89,119 @@ def test_network_policy_egress_follows_the_configured_endpoints() -> None:
         "reference-notification-service": dns | postgresql | rabbitmq | otlp | {587},
         "reference-provision": dns | postgresql | rabbitmq | {15671} | kafka,
     }
+
+
+# uvicorn's timeout_graceful_shutdown in messaging.serving: in-flight
+# requests and messages get this long after SIGTERM.
+DRAIN_S = 20
+
+
+@pytest.mark.parametrize("label", list(VALUES))
+def test_a_service_pod_keeps_serving_then_drains_within_its_grace_period(label: str) -> None:
+    """The app container sleeps in preStop while its endpoint is removed
+    from every node, then gets SIGTERM and drains: the grace period (counted
+    from the start of preStop) must cover the sleep and the drain, or the
+    kubelet kills the app mid-drain."""
+    shutdown = yaml.safe_load((CHART / "values.yaml").read_text())["shutdown"]
+    sleep = shutdown["preStopSleepSeconds"]
+    assert sleep > 0
+    pods = services(render(label))
+    assert len(pods) == 3
+    for name, spec in pods.items():
+        app = spec["containers"][0]
+        assert app["lifecycle"]["preStop"] == {"sleep": {"seconds": sleep}}, name
+        assert spec["terminationGracePeriodSeconds"] >= sleep + DRAIN_S, name
+
+
+def test_the_sleep_and_grace_period_follow_the_values_and_are_checked() -> None:
+    values = ["--set", "shutdown.preStopSleepSeconds=15"]
+    longer = render_with([*values, "--set", "shutdown.terminationGracePeriodSeconds=60"])
+    for spec in services(longer).values():
+        assert spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 15
+        assert spec["terminationGracePeriodSeconds"] == 60
+    refused = renders([*values, "--set", "shutdown.terminationGracePeriodSeconds=30"])
+    assert refused.returncode != 0
+    assert "terminationGracePeriodSeconds must be at least" in refused.stderr
+
+
+@pytest.mark.parametrize("label", list(VALUES))
+def test_disruption_budgets_let_a_drain_evict_one_pod_of_each_service(label: str) -> None:
+    """maxUnavailable, never minAvailable: minAvailable 1 on a single
+    replica forbids every eviction, and a node drain hangs."""
+    docs = render(label)
+    deployments = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in by_kind(docs, "Deployment")
+    }
+    covered = set()
+    for pdb in by_kind(docs, "PodDisruptionBudget"):
+        spec = pdb["spec"]
+        assert "minAvailable" not in spec, pdb["metadata"]["name"]
+        assert spec["maxUnavailable"] == 1, pdb["metadata"]["name"]
+        selector = spec["selector"]["matchLabels"].items()
+        covered |= {name for name, labels in deployments.items() if selector <= labels.items()}
+    assert covered == set(services(docs))
+
+
+@pytest.mark.parametrize("label", list(VALUES))
+def test_autoscalers_follow_the_app_containers_cpu_not_the_relays(label: str) -> None:
+    """A Resource metric averages the pod's containers, the relay sidecar's
+    included, whose work follows the outbox rather than this pod's load."""
+    docs = render(label)
+    pods = services(docs)
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert hpas
+    for hpa in hpas:
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment"
+        app = pods[target["name"]]["containers"][0]["name"]
+        assert app in SERVICE_CONTAINERS
+        for metric in hpa["spec"]["metrics"]:
+            assert metric["type"] == "ContainerResource", hpa["metadata"]["name"]
+            assert metric["containerResource"]["name"] == "cpu"
+            assert metric["containerResource"]["container"] == app
+
+
+@pytest.mark.parametrize("label", IN_CLUSTER_SERVERS)
+def test_kafka_keeps_its_logs_in_a_directory_of_the_volume_not_its_root(label: str) -> None:
+    """A fresh ext4 volume holds lost+found at its root, which Kafka takes
+    for a corrupt log directory and refuses to start."""
+    [kafka] = statefulset_pod(render(label), "-kafka")["containers"]
+    env = {e["name"]: e.get("value") for e in kafka["env"]}
+    [mount] = [m["mountPath"] for m in kafka["volumeMounts"] if m["name"] == "data"]
+    for directory in env["KAFKA_LOG_DIRS"].split(","):
+        path = PurePosixPath(directory)
+        assert path != PurePosixPath(mount)
+        assert PurePosixPath(mount) in path.parents, f"{path} outside the volume {mount}"
+
+
+@pytest.mark.parametrize("label", IN_CLUSTER_SERVERS)
+@pytest.mark.parametrize(
+    ("component", "data"),
+    [("-rabbitmq", "/var/lib/rabbitmq"), ("-postgresql", "/var/lib/postgresql/data")],
+)
+def test_volume_ownership_is_set_once_not_on_every_mount(
+    label: str, component: str, data: str
+) -> None:
+    """With fsGroup, the kubelet makes every file of the volume group-readable
+    on each mount unless fsGroupChangePolicy is OnRootMismatch (then only
+    while the volume's root is not yet the group's, i.e. once, empty).
+    RabbitMQ refuses an .erlang.cookie (in its data directory) the group may
+    read; PostgreSQL a data directory with group access."""
+    spec = statefulset_pod(render(label), component)
+    assert spec["securityContext"]["fsGroup"]
+    assert spec["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    [container] = spec["containers"]
+    assert {"name": "data", "mountPath": data} in container["volumeMounts"]
+
+
+@pytest.mark.parametrize("label", IN_CLUSTER_SERVERS)
+def test_postgresql_is_ready_when_it_answers_over_tcp_not_the_unix_socket(label: str) -> None:
+    """The image's entrypoint first runs a temporary server on the unix
+    socket alone (initdb, init scripts): a readiness check over the socket
+    would let clients in before the real server starts."""
+    [postgresql] = statefulset_pod(render(label), "-postgresql")["containers"]
+    command = postgresql["readinessProbe"]["exec"]["command"]
+    assert command[0] == "pg_isready"
+    assert "-h" in command, "without -h, pg_isready asks the unix socket"
+    assert command[command.index("-h") + 1] == "127.0.0.1"
