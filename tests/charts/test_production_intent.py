@@ -1,14 +1,17 @@
 """Offline tests of what the chart means to do in production, asserted on the
 rendered objects rather than left to the golden files: the Kubernetes floor
 the pods' fields need, how a service pod stops, what a node drain and an
-autoscaler may do, and the infrastructure pods' quirks (Kafka's log
-directory, RabbitMQ's cookie, PostgreSQL's readiness)."""
+autoscaler may do, the infrastructure pods' quirks (Kafka's log
+directory, RabbitMQ's cookie, PostgreSQL's readiness), and a helm test that
+sends no real mail."""
 
 from __future__ import annotations
 
+import time
 from pathlib import PurePosixPath
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -205,3 +208,100 @@ def test_postgresql_is_ready_when_it_answers_over_tcp_not_the_unix_socket(label:
     assert command[0] == "pg_isready"
     assert "-h" in command, "without -h, pg_isready asks the unix socket"
     assert command[command.index("-h") + 1] == "127.0.0.1"
+
+
+class FakeSystem:
+    """order-service's API and Mailpit's as the helm test sees them: an order
+    grants 12 points and mails its customer; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, str]] = []
+        self.orders = self.balance = 0
+        self.mails: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        method, path = request.method, request.url.path
+        self.requests.append((method, request.url.host, path))
+        if (method, path) == ("POST", "/orders"):
+            self.orders, self.balance = self.orders + 1, 12
+            self.mails = ["order confirmation", "points granted"]
+            return httpx.Response(201, json={"id": "order-1"})
+        if (method, path) == ("POST", "/orders/order-1/cancel"):
+            self.balance = 0
+            return httpx.Response(200, json={"id": "order-1"})
+        if method == "GET" and path.endswith("/summary"):
+            points = {"status": "available", "balance": self.balance}
+            return httpx.Response(200, json={"orders": self.orders, "points": points})
+        if (method, path) == ("GET", "/api/v1/search"):
+            return httpx.Response(200, json={"messages": [{"ID": m} for m in self.mails]})
+        if (method, path) == ("DELETE", "/api/v1/messages"):
+            self.mails = []
+            return httpx.Response(200)
+        return httpx.Response(404)
+
+
+def run_helm_test(values: list[str], monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """Runs the rendered helm test's script here, its HTTP calls answered by
+    FakeSystem and its clock advanced by its sleeps; the requests it made."""
+    docs = render_with(values)
+    [pod] = [
+        p for p in by_kind(docs, "Pod") if p["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    ]
+    [container] = pod["spec"]["containers"]
+    assert container["command"][:2] == ["python", "-c"]
+    monkeypatch.delenv("MAILPIT_API", raising=False)
+    for env in container["env"]:
+        monkeypatch.setenv(env["name"], env["value"])
+    system = FakeSystem()
+    client = httpx.Client
+
+    def fake_client(**kwargs: Any) -> httpx.Client:
+        return client(transport=httpx.MockTransport(system.handle), **kwargs)
+
+    now = [0.0]
+    monkeypatch.setattr(httpx, "Client", fake_client)
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    try:
+        script = compile(container["command"][2], "helm-test", "exec")
+        exec(script, {"__name__": "__main__"})  # noqa: S102 - the chart's own script
+    except SystemExit as exc:
+        pytest.fail(f"the helm test failed: {exc}")
+    return system.requests
+
+
+def test_with_the_mail_catcher_the_helm_test_places_an_order_and_deletes_its_mails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requests = run_helm_test([], monkeypatch)
+    writes = [(method, host, path) for method, host, path in requests if method != "GET"]
+    assert writes == [
+        ("POST", "reference-order-service", "/orders"),
+        ("POST", "reference-order-service", "/orders/order-1/cancel"),
+        ("DELETE", "reference-mailpit", "/api/v1/messages"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        VALUES["production"],
+        ["--set", "mailpit.enabled=false", "--set", "mailpit.smtpHost=smtp.example.com"],
+    ],
+    ids=["production", "external-smtp"],
+)
+def test_without_the_mail_catcher_the_helm_test_places_no_order(
+    values: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mail goes to a real SMTP server: an order would mail its customer for
+    real. The helm test only reads (a summary with point-service's balance)."""
+    requests = run_helm_test(values, monkeypatch)
+    assert requests
+    assert {method for method, _, _ in requests} == {"GET"}
+    assert {host for _, host, _ in requests} == {"reference-order-service"}
+    assert all(path.endswith("/summary") for _, _, path in requests)
+    [policy] = [
+        p for p in by_kind(render_with(values), "NetworkPolicy")
+        if p["metadata"]["name"] == "reference-test-order-flow"
+    ]  # fmt: skip
+    assert egress_ports([policy]) == {"reference-test-order-flow": {53, 8080}}
