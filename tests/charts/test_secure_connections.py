@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from tests.charts.test_wiring import CHART, HELM, SETTINGS, VALUES, by_kind, pod_specs, render
+from tests.charts.test_wiring import (
+    CHART,
+    HELM,
+    SETTINGS,
+    VALUES,
+    by_kind,
+    pod_specs,
+    render,
+    render_with,
+)
 
 CA = "/etc/reference-system/ca/ca.crt"
 
@@ -127,3 +136,59 @@ def test_tls_towards_an_in_cluster_server_or_a_login_without_its_secret_is_refus
     )
     assert result.returncode != 0
     assert "execution error" in result.stderr, result.stderr
+
+
+def egress_ports(docs: list[dict[str, Any]]) -> dict[str, set[int]]:
+    """NetworkPolicy name -> the ports its egress rules name (a rule naming
+    none, Prometheus's towards the release's pods, adds nothing)."""
+    return {
+        policy["metadata"]["name"]: {
+            int(port["port"]) for rule in policy["spec"]["egress"] for port in rule.get("ports", [])
+        }
+        for policy in by_kind(docs, "NetworkPolicy")
+        if "egress" in policy["spec"]
+    }
+
+
+MANAGED_RABBITMQ = [
+    "--set", "rabbitmq.enabled=false",
+    "--set", "rabbitmq.host=rabbitmq.data",
+    "--set", "rabbitmq.managementUrl=https://rabbitmq.data:15671",
+]  # fmt: skip
+RABBITMQ_CLIENTS = {
+    "reference-order-service",
+    "reference-point-service",
+    "reference-notification-service",
+    "reference-provision",
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "port"),
+    [
+        ([], 5672),
+        (MANAGED_RABBITMQ, 5672),
+        ([*MANAGED_RABBITMQ, "--set", "rabbitmq.tls=true"], 5671),
+        ([*MANAGED_RABBITMQ, "--set", "rabbitmq.tls=true", "--set", "rabbitmq.port=5672"], 5672),
+        ([*MANAGED_RABBITMQ, "--set", "rabbitmq.port=5673"], 5673),
+    ],
+    ids=["in-cluster", "managed", "tls", "tls-on-an-explicit-port", "explicit-port"],
+)
+def test_rabbitmq_clients_connect_and_are_let_out_on_the_effective_amqp_port(
+    values: list[str], port: int
+) -> None:
+    """rabbitmq.port empty: 5672, or 5671 (AMQPS) with TLS; a port set is kept."""
+    docs = render_with(values)
+    given = [
+        env["RABBITMQ_PORT"]
+        for _, _, _, env in environments(docs, Path(CA))
+        if "RABBITMQ_PORT" in env
+    ]
+    # Three apps, their migrations, two relays, the topology step.
+    assert given == [str(port)] * 9
+    policies = egress_ports(docs)
+    assert set(policies) >= RABBITMQ_CLIENTS
+    other = {5671, 5672} - {port}
+    for name in RABBITMQ_CLIENTS:
+        assert port in policies[name], name
+        assert not other & policies[name], f"{name} lets out {other & policies[name]} too"

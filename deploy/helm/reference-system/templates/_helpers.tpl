@@ -148,6 +148,18 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/* The AMQP port the clients connect to: rabbitmq.port, or when it is
+     empty 5671 (AMQPS) with rabbitmq.tls and 5672 without. */}}
+{{- define "rs.rabbitmqPort" -}}
+{{- if .Values.rabbitmq.port -}}
+{{- .Values.rabbitmq.port -}}
+{{- else if .Values.rabbitmq.tls -}}
+5671
+{{- else -}}
+5672
+{{- end -}}
+{{- end -}}
+
 {{- define "rs.rabbitmqManagementUrl" -}}
 {{- if .Values.rabbitmq.enabled -}}
 {{- printf "http://%s:15672" (include "rs.name" (dict "root" . "name" "rabbitmq")) -}}

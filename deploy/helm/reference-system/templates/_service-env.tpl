@@ -13,7 +13,7 @@ DATABASE_NAME: {{ .svc.database | quote }}
 DATABASE_USER: {{ .svc.database | quote }}
 {{ include "rs.databaseTlsEnv" .root }}
 RABBITMQ_HOST: {{ include "rs.rabbitmqHost" .root | quote }}
-RABBITMQ_PORT: {{ .root.Values.rabbitmq.port | quote }}
+RABBITMQ_PORT: {{ include "rs.rabbitmqPort" .root | quote }}
 RABBITMQ_VHOST: "/"
 RABBITMQ_USER: {{ .svc.rabbitmqUser | quote }}
 {{ include "rs.rabbitmqTlsEnv" .root }}
