@@ -5,7 +5,10 @@ work and the other adapters (notification's mailer)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from types import ModuleType
+from typing import Any, get_type_hints
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import notification_service
 import order_service
 import point_service
+from messaging import consumer as messaging_consumer
 from notification_service.adapters.mailer import Mailer, SmtpMailer
 from notification_service.adapters.repository import DeliveriesRepository, SqlDeliveriesRepository
+from notification_service.entrypoints import dependencies as notification_dependencies
 from notification_service.service_layer.unit_of_work import NotificationUnitOfWork
 from notification_service.service_layer.unit_of_work import UnitOfWork as NotificationSqlUnitOfWork
 from order_service.adapters.idempotency_keys import (
@@ -22,9 +27,11 @@ from order_service.adapters.idempotency_keys import (
     SqlIdempotencyKeyRepository,
 )
 from order_service.adapters.repository import OrderRepository, SqlOrderRepository
+from order_service.entrypoints import dependencies as order_dependencies
 from order_service.service_layer.unit_of_work import OrdersUnitOfWork
 from order_service.service_layer.unit_of_work import UnitOfWork as OrderSqlUnitOfWork
 from point_service.adapters.repository import PointsRepository, SqlPointsRepository
+from point_service.entrypoints import dependencies as point_dependencies
 from point_service.service_layer.unit_of_work import PointsUnitOfWork
 from point_service.service_layer.unit_of_work import UnitOfWork as PointSqlUnitOfWork
 from tests.support.shape import imported, longer_functions, python_modules, signatures, unlike
@@ -217,3 +224,32 @@ def test_notifications_implementations_type_check_as_the_protocols() -> None:
     smtp.close()
     mailers: list[Mailer] = [smtp, notification_fakes.FakeMailer()]
     assert len(units) == len(repositories) == len(mailers) == 2
+
+
+def _dependencies(annotation: object) -> list[Any]:
+    """The functions an Annotated alias's Depends markers name (FastAPI's and
+    FastStream's markers both keep them as `.dependency`), and theirs."""
+    found = []
+    for marker in getattr(annotation, "__metadata__", ()):
+        call = getattr(marker, "dependency", None)
+        if callable(call):
+            found.append(call)
+            for parameter in inspect.signature(call).parameters.values():
+                found += _dependencies(
+                    get_type_hints(call, include_extras=True).get(parameter.name)
+                )
+    return found
+
+
+@pytest.mark.parametrize(
+    "module",
+    [order_dependencies, point_dependencies, notification_dependencies, messaging_consumer],
+    ids=lambda module: module.__name__,
+)
+def test_every_dependency_of_a_door_is_a_coroutine_function(module: ModuleType) -> None:
+    """FastStream's and FastAPI's dependency injection run a plain function in
+    a worker thread for every message or request (a thread hand-off each,
+    bench/README.md, issue 14): the doors' dependencies are coroutine functions."""
+    calls = [call for alias in vars(module).values() for call in _dependencies(alias)]
+    assert calls, f"{module.__name__} declares no dependency"
+    assert [c.__qualname__ for c in calls if not inspect.iscoroutinefunction(c)] == []

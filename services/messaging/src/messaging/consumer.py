@@ -141,8 +141,13 @@ def expect_version(env: Envelope, contract: type[Contract]) -> None:
         )
 
 
-def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008
-    """FastStream dependency: the validated envelope of the message being handled."""
+async def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008
+    """FastStream dependency: the validated envelope of the message being handled.
+
+    A coroutine function, as every dependency of a door is: FastStream's and
+    FastAPI's dependency injection runs a plain function in a worker thread
+    (anyio.to_thread) for each message or request, a thread hand-off per call
+    (bench/README.md, issue 14)."""
     return Envelope.from_headers(message.headers)
 
 

@@ -26,8 +26,9 @@ MAILER = "mailer"
 PARKING_LOT = "parking_lot"
 
 
-def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
-    """A unit of work per message, on the process's database sessions."""
+async def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
+    """A unit of work per message, on the process's database sessions (a
+    coroutine function: a plain one would run in a worker thread per message)."""
     return partial(UnitOfWork, sessions)
 
 

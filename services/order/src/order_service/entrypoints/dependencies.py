@@ -31,13 +31,15 @@ async def unit_of_work_factory(request: Request) -> UnitOfWorkFactory:
     return partial(UnitOfWork, request.app.state.sessions)
 
 
-def unit_of_work(
+async def unit_of_work(
     request: Request,
     units: Annotated[UnitOfWorkFactory, Depends(unit_of_work_factory)],
     correlation_id: Annotated[str | None, Header(alias=CORRELATION_HEADER, max_length=128)] = None,
 ) -> OrdersUnitOfWork:
     """The request's correlation id (or a new one) and its own id become the
-    correlation and causation ids of what it emits."""
+    correlation and causation ids of what it emits. A coroutine function, like
+    every dependency here: FastAPI runs a plain one in a worker thread per
+    request."""
     correlation = correlation_id or str(uuid.uuid4())
     request.state.correlation_id = correlation
     return units(MessageContext(correlation, causation_id=str(uuid.uuid4())))

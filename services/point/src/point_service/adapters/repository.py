@@ -36,15 +36,16 @@ class SqlPointsRepository:
 
     async def lock_account(self, customer_id: str) -> Account:
         """The customer's account under its row lock: writers of one customer are
-        serialized, which keeps their outbox rows (keyed by customer) in order."""
-        await self.session.execute(
-            pg_insert(balances).values(customer_id=customer_id, balance=0).on_conflict_do_nothing()
-        )
+        serialized, which keeps their outbox rows (keyed by customer) in order.
+        One statement: the insert creates the row, or its conflict's no-op
+        update locks the existing one and returns its balance."""
+        new = pg_insert(balances).values(customer_id=customer_id, balance=0)
         balance = (
             await self.session.execute(
-                select(balances.c.balance)
-                .where(balances.c.customer_id == customer_id)
-                .with_for_update()
+                new.on_conflict_do_update(
+                    index_elements=[balances.c.customer_id],
+                    set_={"customer_id": new.excluded.customer_id},
+                ).returning(balances.c.balance)
             )
         ).scalar_one()
         account = Account(customer_id, balance)

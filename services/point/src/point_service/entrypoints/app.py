@@ -54,7 +54,7 @@ def create_app(settings: PointServiceSettings, tracer_provider: TracerProvider) 
         ),
         asyncapi_path="/asyncapi",
         after_startup=[lag.start, retention.start],
-        on_shutdown=[retention.stop],
+        on_shutdown=[retention.stop, consumers.order_offsets.close],
         after_shutdown=[dispose],
         specification=AsyncAPI(
             kafka,

@@ -1,10 +1,11 @@
 """The point service's message doors, thin: check the envelope, call a handler.
 
 - Kafka `orders`, consumer group `point-service`: OrderPlaced and OrderCancelled,
-  one message at a time per partition; the offset is committed only after the
+  one message at a time per partition; an offset is committed only after the
   handler's transaction has committed (AckPolicy.NACK_ON_ERROR: acked on success;
   an error that escapes the dead-letter middleware rewinds to the message
-  instead of skipping it).
+  instead of skipping it), a few at a time (messaging.offsets: every
+  KAFKA_COMMIT_INTERVAL_MS, before a rebalance and at shutdown).
 - RabbitMQ `point.commands`: the GrantPoints command, acked after its transaction.
 - RabbitMQ `point.balance`: GetPointBalance request/reply.
 
@@ -37,6 +38,7 @@ from catalogue.contracts.points import GetPointBalance, GrantPoints, PointBalanc
 from catalogue.topology import ORDERS, POINT_BALANCE, POINT_COMMANDS, POINT_SERVICE_GROUP
 from messaging.consumer import IncomingEnvelope, PoisonMessageError, expect_version, has_type
 from messaging.envelope import MessageContext
+from messaging.offsets import DeferredCommits
 from point_service.entrypoints.dependencies import Settings, UnitsOfWork
 from point_service.service_layer import handlers
 from point_service.settings import PointServiceSettings
@@ -55,11 +57,15 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to."
 
 # -- Kafka `orders` -------------------------------------------------------------
 orders = KafkaRouter()
+# The subscriber's acks record offsets, committed a few at a time.
+order_offsets = DeferredCommits()
 order_events = orders.subscriber(
     ORDERS.topic,
     group_id=POINT_SERVICE_GROUP,
     auto_offset_reset="earliest",
     ack_policy=AckPolicy.NACK_ON_ERROR,
+    parser=order_offsets.parse,
+    listener=order_offsets,
     no_reply=True,
     title="orders (point-service)",
     description="Order events; grants and revokes points.",
@@ -129,9 +135,10 @@ async def on_get_balance(
 
 def use_settings(settings: PointServiceSettings) -> None:
     """The subscriber options that come from settings, set before the brokers
-    start: the Kafka consumer group, and one channel with the prefetch for both
-    RabbitMQ queues."""
+    start: the Kafka consumer group and commit interval, and one channel with
+    the prefetch for both RabbitMQ queues."""
     order_events.group_id = settings.consumer_group
+    order_offsets.interval_s = settings.kafka_commit_interval_ms / 1000
     channel = Channel(prefetch_count=settings.rabbitmq_prefetch)
     point_commands.channel = channel
     balance_requests.channel = channel

@@ -20,8 +20,9 @@ from point_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFacto
 from point_service.settings import PointServiceSettings
 
 
-def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
-    """A unit of work per message, on the process's database sessions."""
+async def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
+    """A unit of work per message, on the process's database sessions (a
+    coroutine function: a plain one would run in a worker thread per message)."""
     return partial(UnitOfWork, sessions)
 
 
