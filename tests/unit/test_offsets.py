@@ -38,7 +38,7 @@ def record(partition: int, offset: int) -> ConsumerRecord[Any, Any]:
 
 def handle(commits: DeferredCommits, consumer: StubConsumer, *at: tuple[int, int]) -> None:
     for partition, offset in at:
-        commits.handled(consumer, record(partition, offset))  # type: ignore[arg-type]
+        commits.handled(consumer, record(partition, offset))
 
 
 async def test_each_partition_commits_the_offset_after_its_last_handled_record() -> None:

@@ -11,14 +11,17 @@ from types import ModuleType
 from typing import Any, get_type_hints
 
 import pytest
+from faststream import Context
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import notification_service
 import order_service
 import point_service
 from messaging import consumer as messaging_consumer
+from messaging.context import InContext
 from notification_service.adapters.mailer import Mailer, SmtpMailer
 from notification_service.adapters.repository import DeliveriesRepository, SqlDeliveriesRepository
+from notification_service.entrypoints import consumers as notification_consumers
 from notification_service.entrypoints import dependencies as notification_dependencies
 from notification_service.service_layer.unit_of_work import NotificationUnitOfWork
 from notification_service.service_layer.unit_of_work import UnitOfWork as NotificationSqlUnitOfWork
@@ -31,6 +34,7 @@ from order_service.entrypoints import dependencies as order_dependencies
 from order_service.service_layer.unit_of_work import OrdersUnitOfWork
 from order_service.service_layer.unit_of_work import UnitOfWork as OrderSqlUnitOfWork
 from point_service.adapters.repository import PointsRepository, SqlPointsRepository
+from point_service.entrypoints import consumers as point_consumers
 from point_service.entrypoints import dependencies as point_dependencies
 from point_service.service_layer.unit_of_work import PointsUnitOfWork
 from point_service.service_layer.unit_of_work import UnitOfWork as PointSqlUnitOfWork
@@ -253,3 +257,41 @@ def test_every_dependency_of_a_door_is_a_coroutine_function(module: ModuleType) 
     calls = [call for alias in vars(module).values() for call in _dependencies(alias)]
     assert calls, f"{module.__name__} declares no dependency"
     assert [c.__qualname__ for c in calls if not inspect.iscoroutinefunction(c)] == []
+
+
+def _context_fields(function: Any) -> list[tuple[str, object]]:
+    """(parameter, field) for each FastStream context field a function takes,
+    in its annotation or as its default."""
+    hints = get_type_hints(function, include_extras=True)
+    found = []
+    for name, parameter in inspect.signature(function).parameters.items():
+        markers = [*getattr(hints.get(name), "__metadata__", ()), parameter.default]
+        found += [(name, m) for m in markers if isinstance(m, type(Context()))]
+    return found
+
+
+def _doors(module: ModuleType) -> list[Any]:
+    """A consumers module's handlers (FastStream keeps the function it wraps
+    as `_original_call`) and the functions they call with their context."""
+    handlers = [getattr(v, "_original_call", v) for v in vars(module).values()]
+    doors = [
+        f for f in handlers if inspect.iscoroutinefunction(f) and f.__module__ == module.__name__
+    ]
+    return doors + [
+        d
+        for f in doors
+        for p in get_type_hints(f, include_extras=True).values()
+        for d in _dependencies(p)
+    ]
+
+
+@pytest.mark.parametrize(
+    "module", [point_consumers, notification_consumers], ids=lambda module: module.__name__
+)
+def test_the_doors_take_their_context_without_a_thread(module: ModuleType) -> None:
+    """FastStream's `Context` is resolved in a worker thread per parameter and
+    message (fast_depends runs its plain `use` there): the doors and their
+    dependencies take theirs through messaging.context.InContext."""
+    fields = [(f.__qualname__, p, m) for f in set(_doors(module)) for p, m in _context_fields(f)]
+    assert len({f for f, _, _ in fields}) >= 3, f"{module.__name__}: {fields}"
+    assert [(f, p) for f, p, m in fields if not isinstance(m, InContext)] == []

@@ -7,7 +7,7 @@
   messaging.consumer.DeadLetterPolicy) happen inside the message's span.
 - `provide`: the process's objects (settings, database sessions, a mailer)
   put into a broker's context, where the doors take them as parameters
-  annotated with `Context(name)`; tests override the dependency that reads
+  annotated with `InContext(name)` (messaging.context); tests override the dependency that reads
   them (`broker.provider.override`) instead of building a process. The
   process's settings and database sessions are under SETTINGS and SESSIONS;
   `Sessions` is the parameter type of the sessions.
@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -31,6 +30,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.consumer import parse_kafka_record, parse_rabbit_message
+from messaging.context import InContext
 from messaging.faststream_security import kafka_security, rabbitmq_security
 from messaging.settings import KafkaSettings, RabbitMQSettings
 
@@ -38,7 +38,7 @@ from messaging.settings import KafkaSettings, RabbitMQSettings
 SETTINGS = "settings"
 SESSIONS = "sessions"
 
-Sessions = Annotated[async_sessionmaker[AsyncSession], Context(SESSIONS)]
+Sessions = Annotated[async_sessionmaker[AsyncSession], InContext(SESSIONS)]
 
 
 def rabbit_broker(

@@ -29,12 +29,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic
-from faststream import BaseMiddleware, Context, Depends, StreamMessage
+from faststream import BaseMiddleware, Depends, StreamMessage
 from faststream._internal.basic_types import AsyncFuncAny
 from faststream._internal.context.repository import ContextRepo
 from prometheus_client import Counter
 
 from messaging.backoff import full_jitter
+from messaging.context import InContext
 from messaging.envelope import (
     CAUSATION_ID,
     CORRELATION_ID,
@@ -141,7 +142,7 @@ def expect_version(env: Envelope, contract: type[Contract]) -> None:
         )
 
 
-async def envelope(message: StreamMessage[Any] = Context("message")) -> Envelope:  # noqa: B008
+async def envelope(message: StreamMessage[Any] = InContext("message")) -> Envelope:  # noqa: B008
     """FastStream dependency: the validated envelope of the message being handled.
 
     A coroutine function, as every dependency of a door is: FastStream's and

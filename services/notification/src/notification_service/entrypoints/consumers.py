@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
-from faststream.rabbit.annotations import RabbitBroker, RabbitMessage
 
 from catalogue.contracts.notifications import SendNotification
 from catalogue.topology import (
@@ -29,6 +28,7 @@ from catalogue.topology import (
     notification_retry_queue,
 )
 from messaging.consumer import IncomingEnvelope, PoisonMessageError, expect_version
+from messaging.context import RabbitDelivery, TheRabbitBroker
 from notification_service.domain.model import Park, RetryLater
 from notification_service.entrypoints.dependencies import ParkingLot, TheMailer, UnitsOfWork
 from notification_service.service_layer import handlers
@@ -57,8 +57,8 @@ async def on_send_notification(
     units: UnitsOfWork,
     mailer: TheMailer,
     parking_lot: ParkingLot,
-    broker: RabbitBroker,
-    message: RabbitMessage,
+    broker: TheRabbitBroker,
+    message: RabbitDelivery,
 ) -> None:
     if env.type != SendNotification.TYPE:
         raise PoisonMessageError(f"{QUEUE} takes {SendNotification.TYPE} v1, not {env.type}")
@@ -83,7 +83,9 @@ def delivery_attempt(value: object) -> int:
     return attempt
 
 
-async def retry_later(broker: RabbitBroker, message: RabbitMessage, outcome: RetryLater) -> None:
+async def retry_later(
+    broker: TheRabbitBroker, message: RabbitDelivery, outcome: RetryLater
+) -> None:
     """The message, unchanged but for its attempt and last error, to the retry
     queue of its next attempt (confirmed before the original is acked); it
     comes back to `notification.send` when its TTL ends."""

@@ -14,10 +14,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from faststream import Context, Depends
+from faststream import Depends
 
 from messaging.brokers import Sessions
 from messaging.consumer import DeadLetterSink
+from messaging.context import InContext
 from notification_service.adapters.mailer import Mailer
 from notification_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -34,6 +35,6 @@ async def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
 
 # The parameter types of the door.
 UnitsOfWork = Annotated[UnitOfWorkFactory, Depends(unit_of_work_factory)]
-TheMailer = Annotated[Mailer, Context(MAILER)]
+TheMailer = Annotated[Mailer, InContext(MAILER)]
 # Where an undeliverable message goes: `notification.send.parking-lot`.
-ParkingLot = Annotated[DeadLetterSink, Context(PARKING_LOT)]
+ParkingLot = Annotated[DeadLetterSink, InContext(PARKING_LOT)]

@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
-from faststream.rabbit import Channel, RabbitMessage, RabbitQueue, RabbitRouter
+from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
 from prometheus_client import Histogram
 
 from catalogue.contracts.orders import OrderCancelled, OrderPlaced
 from catalogue.contracts.points import GetPointBalance, GrantPoints, PointBalance
 from catalogue.topology import ORDERS, POINT_BALANCE, POINT_COMMANDS, POINT_SERVICE_GROUP
 from messaging.consumer import IncomingEnvelope, PoisonMessageError, expect_version, has_type
+from messaging.context import RabbitDelivery
 from messaging.envelope import MessageContext
 from messaging.offsets import DeferredCommits
 from point_service.entrypoints.dependencies import Settings, UnitsOfWork
@@ -124,7 +125,7 @@ async def on_grant_points(body: GrantPoints, env: IncomingEnvelope, units: Units
 
 @balance_requests
 async def on_get_balance(
-    body: GetPointBalance, message: RabbitMessage, units: UnitsOfWork
+    body: GetPointBalance, message: RabbitDelivery, units: UnitsOfWork
 ) -> PointBalance:
     if not message.reply_to.startswith(DIRECT_REPLY_TO):
         raise PoisonMessageError(

@@ -13,9 +13,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from faststream import Context, Depends
+from faststream import Depends
 
 from messaging.brokers import SETTINGS, Sessions
+from messaging.context import InContext
 from point_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from point_service.settings import PointServiceSettings
 
@@ -27,5 +28,5 @@ async def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
 
 
 # The parameter types of the doors.
-Settings = Annotated[PointServiceSettings, Context(SETTINGS)]
+Settings = Annotated[PointServiceSettings, InContext(SETTINGS)]
 UnitsOfWork = Annotated[UnitOfWorkFactory, Depends(unit_of_work_factory)]
