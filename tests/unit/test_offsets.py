@@ -97,3 +97,12 @@ async def test_close_commits_and_stops_the_task() -> None:
     await commits.close()
     assert consumer.commits == [{P0: 1}]
     assert [t for t in asyncio.all_tasks() if t.get_name() == "kafka-commits"] == []
+
+
+async def test_after_close_nothing_is_recorded_and_no_task_starts() -> None:
+    commits, consumer = DeferredCommits(interval_s=0.01), StubConsumer()
+    await commits.close()
+    handle(commits, consumer, (0, 3))
+    await asyncio.sleep(0.05)
+    assert consumer.commits == []
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "kafka-commits"] == []

@@ -18,7 +18,6 @@ from faststream import Context
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 
-
 # The class of FastStream's context fields (`faststream.Context` is a function
 # that returns one; the class itself is not exported).
 _ContextField: Any = type(Context())

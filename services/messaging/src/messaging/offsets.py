@@ -76,6 +76,7 @@ class DeferredCommits(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumers: weakref.WeakKeyDictionary[AIOKafkaConsumer, _Pending] = (
             weakref.WeakKeyDictionary()
         )
+        self._closed = False
 
     # -- FastStream's side ------------------------------------------------------
     async def parse(self, record: ConsumerRecord[Any, Any], parse: Parse) -> StreamMessage[Any]:
@@ -92,6 +93,10 @@ class DeferredCommits(ConsumerRebalanceListener):  # type: ignore[misc]
         return message
 
     def handled(self, consumer: AIOKafkaConsumer, record: ConsumerRecord[Any, Any]) -> None:
+        if self._closed:
+            # A record handled while the process stops: redelivered after the
+            # restart (the inbox absorbs it), as it would be after a crash.
+            return
         pending = self._consumers.get(consumer)
         if pending is None:
             pending = self._consumers[consumer] = _Pending(consumer)
@@ -137,6 +142,7 @@ class DeferredCommits(ConsumerRebalanceListener):  # type: ignore[misc]
     async def close(self) -> None:
         """At shutdown, before the brokers stop: commit, and stop the tasks. A
         record still being handled then is redelivered after the restart."""
+        self._closed = True
         await self.flush()
         for pending in list(self._consumers.values()):
             if pending.task is not None:
