@@ -8,11 +8,11 @@ import uuid
 from collections import defaultdict
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stackctl.components import LocalStack
 from stackctl.control import restart
 from stackctl.supervisor import Supervisor
+from tests.support.kafka import create_topic, partitions
 
 PARTITIONS = 6
 KEYS = [f"order-{i}" for i in range(20)]
@@ -68,18 +68,9 @@ async def test_partitions_keys_groups_and_offsets_survive_a_broker_restart(
     local_stack: LocalStack, supervisor: Supervisor
 ) -> None:
     bootstrap = local_stack.kafka_bootstrap
-    topic = f"it-kafka-{uuid.uuid4().hex[:8]}"
+    topic = await create_topic(bootstrap, PARTITIONS, "it-kafka")
     group = f"it-group-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]
-        )
-        described = await admin.describe_topics([topic])
-        assert len(described[0]["partitions"]) == PARTITIONS
-    finally:
-        await admin.close()
+    assert len(await partitions(bootstrap, topic)) == PARTITIONS
 
     await produce(bootstrap, topic, 0, 300)
     first = await consume(bootstrap, topic, group, 300)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
@@ -19,23 +18,11 @@ from prometheus_client import REGISTRY
 from messaging.offsets import DeferredCommits
 from stackctl.components import LocalStack
 from tests.integration.test_kafka import produce
+from tests.support.kafka import create_topic
 from tests.support.waiting import eventually, wait_until
 
 PARTITIONS = 3
 RECORDS = 60
-
-
-async def new_topic(bootstrap: str) -> str:
-    topic = f"it-offsets-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]
-        )
-    finally:
-        await admin.close()
-    return topic
 
 
 @asynccontextmanager
@@ -78,7 +65,10 @@ def commits_so_far() -> float:
 
 async def test_handled_records_are_committed_a_few_at_a_time(local_stack: LocalStack) -> None:
     bootstrap = local_stack.kafka_bootstrap
-    topic, group = await new_topic(bootstrap), f"it-offsets-{uuid.uuid4().hex[:8]}"
+    topic, group = (
+        await create_topic(bootstrap, PARTITIONS, "it-offsets"),
+        f"it-offsets-{uuid.uuid4().hex[:8]}",
+    )
     commits, seen = DeferredCommits(interval_s=0.2), list[str]()
     before = commits_so_far()
     async with subscriber(bootstrap, topic, group, commits, seen):
@@ -98,7 +88,10 @@ async def test_what_was_handled_but_not_committed_is_delivered_again(
     the group: at-least-once, the inbox absorbs them. With close() before the
     broker stops, nothing comes again."""
     bootstrap = local_stack.kafka_bootstrap
-    topic, group = await new_topic(bootstrap), f"it-offsets-{uuid.uuid4().hex[:8]}"
+    topic, group = (
+        await create_topic(bootstrap, PARTITIONS, "it-offsets"),
+        f"it-offsets-{uuid.uuid4().hex[:8]}",
+    )
     await produce(bootstrap, topic, 0, RECORDS)
 
     first: list[str] = []
