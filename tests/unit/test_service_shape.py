@@ -238,10 +238,9 @@ def _dependencies(annotation: object) -> list[Any]:
         call = getattr(marker, "dependency", None)
         if callable(call):
             found.append(call)
-            for parameter in inspect.signature(call).parameters.values():
-                found += _dependencies(
-                    get_type_hints(call, include_extras=True).get(parameter.name)
-                )
+            hints = get_type_hints(call, include_extras=True)
+            for parameter in inspect.signature(call).parameters:
+                found += _dependencies(hints.get(parameter))
     return found
 
 

@@ -7,10 +7,10 @@
   messaging.consumer.DeadLetterPolicy) happen inside the message's span.
 - `provide`: the process's objects (settings, database sessions, a mailer)
   put into a broker's context, where the doors take them as parameters
-  annotated with `InContext(name)` (messaging.context); tests override the dependency that reads
-  them (`broker.provider.override`) instead of building a process. The
-  process's settings and database sessions are under SETTINGS and SESSIONS;
-  `Sessions` is the parameter type of the sessions.
+  annotated with `InContext(name)` (messaging.context); tests override the
+  dependency that reads them (`broker.provider.override`) instead of building
+  a process. The process's settings and database sessions are under SETTINGS
+  and SESSIONS; `Sessions` is the parameter type of the sessions.
 """
 
 from __future__ import annotations
