@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack runs (PostgreSQL 15, RabbitMQ,
-# Prometheus, kcat) and the toolchains `make tools` builds with (JDK 17, Maven,
-# Go, Node). Idempotent: only what is missing is installed. As root it uses
+# Prometheus, kcat, Redis), Chromium for the live page's browser test, and the
+# toolchains `make tools` builds with (JDK 17, Maven, Go, Node). Idempotent: only what is missing is installed. As root it uses
 # apt-get; otherwise it names the packages to install and exits non-zero.
 set -euo pipefail
 
@@ -11,6 +11,8 @@ declare -A need=(
   [/usr/bin/prometheus]=prometheus
   [/usr/bin/promtool]=prometheus
   [/usr/bin/kcat]=kcat
+  [/usr/bin/redis-server]=redis-server
+  [/usr/bin/chromium]=chromium
   [java]=openjdk-17-jre-headless
   [mvn]=maven
   [node]=nodejs

@@ -61,6 +61,13 @@ class Apps:
             "RABBITMQ_PASSWORD": account.password,
         }
 
+    def redis_env(self) -> dict[str, str]:
+        return {
+            "REDIS_HOST": self.s.host,
+            "REDIS_PORT": str(self.s.redis_port),
+            "REDIS_PASSWORD": self.stack.creds.redis_password,
+        }
+
     def http_env(self, port: int) -> dict[str, str]:
         return {"HTTP_HOST": self.s.host, "HTTP_PORT": str(port)}
 
@@ -98,6 +105,7 @@ class Apps:
             **self.rabbitmq_env("order"),
             **self.telemetry_env(program("order")),
             **self.http_env(self.s.order_service_port),
+            **self.redis_env(),
         }
 
     def point_service_env(self) -> dict[str, str]:
@@ -107,6 +115,7 @@ class Apps:
             **self.rabbitmq_env("point"),
             **self.telemetry_env(program("point")),
             **self.http_env(self.s.point_service_port),
+            **self.redis_env(),
         }
 
     def notification_service_env(self) -> dict[str, str]:
@@ -115,6 +124,7 @@ class Apps:
             **self.rabbitmq_env("notification"),
             **self.telemetry_env(program("notification")),
             **self.http_env(self.s.notification_service_port),
+            **self.redis_env(),
             "SMTP_HOST": self.s.host,
             "SMTP_PORT": str(self.s.mailpit_smtp_port),
         }

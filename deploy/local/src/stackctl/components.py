@@ -27,6 +27,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 APT_POSTGRES = "apt-get install postgresql-15 (or run `make system-deps` as root)"
 APT_RABBITMQ = "apt-get install rabbitmq-server (or run `make system-deps` as root)"
+APT_REDIS = "apt-get install redis-server (or run `make system-deps` as root)"
 MAKE_TOOLS = "run `make tools`"
 
 
@@ -109,6 +110,7 @@ class LocalStack:
             self.prometheus(),
             self.jaeger(),
             self.mailpit(),
+            self.redis(),
         ]
 
     # -- PostgreSQL ---------------------------------------------------------
@@ -405,6 +407,45 @@ class LocalStack:
             probe=lambda: probes.http_ok(f"{url}/readyz"),
             prepare=lambda: base.mkdir(parents=True, exist_ok=True),
             needs={str(binary): MAKE_TOOLS},
+            priority=30,
+        )
+
+    # -- Redis --------------------------------------------------------------
+    def redis(self) -> Component:
+        """Redis pub/sub for the activity feed: nothing persisted (no RDB, no
+        AOF), a password, loopback only. A notice published while nobody
+        listens is gone; so is everything on a restart, by design."""
+        base = self.s.state_dir / "redis"
+        config = base / "redis.conf"
+
+        def prepare() -> None:
+            base.mkdir(parents=True, exist_ok=True)
+            lines = [
+                f"bind {self.s.host}",
+                f"port {self.s.redis_port}",
+                "protected-mode yes",
+                'save ""',
+                "appendonly no",
+                f"dir {base}",
+                'logfile ""',
+                f"requirepass {self.creds.redis_password}",
+                # A subscriber that falls this far behind is disconnected
+                # rather than growing Redis's memory: the feed is lossy anyway.
+                "client-output-buffer-limit pubsub 8mb 2mb 10",
+            ]
+            fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("\n".join(lines) + "\n")
+
+        return Component(
+            name="redis",
+            command=["/usr/bin/redis-server", str(config)],
+            ports={"redis": self.s.redis_port},
+            probe=lambda: probes.redis_pong(
+                self.s.host, self.s.redis_port, self.creds.redis_password
+            ),
+            prepare=prepare,
+            needs={"/usr/bin/redis-server": APT_REDIS},
             priority=30,
         )
 

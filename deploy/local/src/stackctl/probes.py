@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Awaitable
+from typing import cast
 
 import httpx
 import psycopg
+import redis.asyncio as redis
 from aiokafka.admin import AIOKafkaAdminClient
 
 
@@ -58,6 +61,24 @@ async def kafka_cluster_answers(bootstrap: str, timeout: float = 5.0) -> None:
             await admin.close()
     if not cluster.get("brokers"):
         raise NotReadyError(f"kafka {bootstrap}: no broker registered yet")
+
+
+async def redis_pong(host: str, port: int, password: str, timeout: float = 2.0) -> None:
+    client = redis.Redis(
+        host=host,
+        port=port,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    try:
+        # redis-py types ping() as "Awaitable[bool] | bool" for its sync and
+        # async clients alike.
+        await cast("Awaitable[bool]", client.ping())
+    except redis.RedisError as exc:
+        raise NotReadyError(f"redis {host}:{port}: {exc!r}") from exc
+    finally:
+        await client.aclose()
 
 
 def port_is_free(host: str, port: int) -> bool:

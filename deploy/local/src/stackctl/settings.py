@@ -59,6 +59,8 @@ class StackSettings(BaseSettings):
     notification_service_port: int = 30820
     mailpit_smtp_port: int = 30825
     mailpit_http_port: int = 30826
+    redis_port: int = 30379
+    live_feed_port: int = 30830
 
     kafka_heap: str = "512m"
     # How long `up` waits for one component to become ready before failing.

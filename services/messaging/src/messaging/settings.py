@@ -186,6 +186,21 @@ class RabbitMQSettings(BaseSettings):
         return f"{scheme}://{user}:{password}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"
 
 
+class RedisSettings(BaseSettings):
+    """Where activity notices go (catalogue.contracts.activity): Redis pub/sub,
+    best effort. An empty REDIS_HOST turns the feed off."""
+
+    model_config = SETTINGS_CONFIG
+
+    redis_host: str = ""
+    redis_port: int = 6379
+    redis_password: SecretStr = SecretStr("")
+    # How long connecting to or publishing on Redis may take before the notice
+    # is dropped (and counted): a slow or absent Redis never slows a business
+    # change down by more than this.
+    redis_timeout_ms: int = Field(default=200, ge=1)
+
+
 class TelemetrySettings(BaseSettings):
     model_config = SETTINGS_CONFIG
 

@@ -11,6 +11,7 @@ from messaging.settings import (
     DatabaseSettings,
     HttpSettings,
     RabbitMQSettings,
+    RedisSettings,
     TelemetrySettings,
     existing_ca_file,
     variable,
@@ -23,6 +24,7 @@ SmtpSecurityMode = Literal["none", "starttls", "tls"]
 class NotificationServiceSettings(
     DatabaseSettings,
     RabbitMQSettings,
+    RedisSettings,
     TelemetrySettings,
     HttpSettings,
     StartupSettings,

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from messaging.settings import DatabaseSettings, HttpSettings, RabbitMQSettings, TelemetrySettings
+from messaging.settings import (
+    DatabaseSettings,
+    HttpSettings,
+    RabbitMQSettings,
+    RedisSettings,
+    TelemetrySettings,
+)
 from messaging.startup import StartupSettings
 
 
 class OrderServiceSettings(
-    DatabaseSettings, RabbitMQSettings, TelemetrySettings, HttpSettings, StartupSettings
+    DatabaseSettings,
+    RabbitMQSettings,
+    RedisSettings,
+    TelemetrySettings,
+    HttpSettings,
+    StartupSettings,
 ):
     # The database must answer within this, or the request gets a 503.
     database_connect_timeout_s: float = Field(default=2.0, gt=0)

@@ -13,6 +13,7 @@ from messaging.settings import (
     HttpSettings,
     KafkaSettings,
     RabbitMQSettings,
+    RedisSettings,
     TelemetrySettings,
 )
 from messaging.startup import StartupSettings
@@ -22,6 +23,7 @@ class PointServiceSettings(
     DatabaseSettings,
     KafkaSettings,
     RabbitMQSettings,
+    RedisSettings,
     TelemetrySettings,
     HttpSettings,
     StartupSettings,
