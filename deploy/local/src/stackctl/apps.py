@@ -1,5 +1,6 @@
 """The system's own processes in the local stack: one-shot jobs (topology
-provisioning, migrations) and the services with their outbox relays.
+provisioning, migrations), the services with their outbox relays, and the
+live feed (the gateway between Redis pub/sub and the live page).
 
 Each process gets exactly the environment variables its settings class reads,
 the same ones the Helm chart sets.
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from catalogue.services import RELAYED, SERVICES, program, relay_program
 from stackctl import probes
 from stackctl.components import Component, LocalStack
+
+LIVE_FEED = "live-feed"
 
 
 @dataclass(frozen=True)
@@ -129,13 +132,29 @@ class Apps:
             "SMTP_PORT": str(self.s.mailpit_smtp_port),
         }
 
+    def live_feed_env(self) -> dict[str, str]:
+        def url(port: int) -> str:
+            return f"http://{self.s.host}:{port}"
+
+        return {
+            **self.redis_env(),
+            **self.telemetry_env(LIVE_FEED),
+            **self.http_env(self.s.live_feed_port),
+            "ORDER_SERVICE_URL": url(self.s.order_service_port),
+            "POINT_SERVICE_URL": url(self.s.point_service_port),
+            "NOTIFICATION_SERVICE_URL": url(self.s.notification_service_port),
+            "TRACE_UI_URL": url(self.s.jaeger_query_port),
+            "MAIL_UI_URL": url(self.s.mailpit_http_port),
+        }
+
     def service_env(self, service: str) -> dict[str, str]:
         """The environment of the service's program (and of its migrations)."""
         env: Callable[[], dict[str, str]] = getattr(self, f"{service}_service_env")
         return env()
 
     def components(self) -> list[Component]:
-        """Each service's program, and its outbox relay where it has one."""
+        """Each service's program, its outbox relay where it has one, and the
+        live feed."""
         components = []
         for service in SERVICES:
             components.append(
@@ -148,6 +167,14 @@ class Apps:
             )
             if service in RELAYED:
                 components.append(self.relay(service, getattr(self.s, f"{service}_relay_port")))
+        components.append(
+            self.service(
+                LIVE_FEED,
+                [str(self.bin / LIVE_FEED), "serve"],
+                self.live_feed_env(),
+                self.s.live_feed_port,
+            )
+        )
         return components
 
     def jobs(self) -> list[Job]:
