@@ -148,9 +148,12 @@ test-e2e: ## End-to-end scenarios against E2E_TARGET (local: the running stack; 
 test-fuzz: ## CI-sized fuzzing against the running stack: HTTP requests to order-service, malformed messages to every consumer
 	@$(RUN) pytest tests/fuzz
 
-.PHONY: chaos fuzz
+.PHONY: chaos fuzz demo
 fuzz: up ## HTTP and message fuzzing, >= FUZZ_HTTP_CASES requests and FUZZ_MESSAGES messages (1000, 500; FUZZ_SEED=N to replay)
 	@$(RUN) python -m tests.fuzz.run
+
+demo: up ## Place a handful of orders (one cancelled, one whose mail fails once and is retried) and print where to look
+	@$(RUN) python -m tests.e2e.demo
 
 chaos: up ## Soak: 20,000 orders under a random fault schedule, then the invariant checker (SEED=N to replay)
 	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.e2e.chaos $(if $(SEED),--seed $(SEED))

@@ -116,13 +116,27 @@ def test_every_service_package_is_checked_for_long_functions() -> None:
     assert {"messaging", "catalogue", "outbox_relay"} <= names
 
 
-ORDER_UNIT_OF_WORK = {"orders", "idempotency_keys", "__aenter__", "__aexit__", "commit"}
-ORDERS = {"add", "get", "list_by_customer", "count_by_customer", "save_status"}
+ORDER_UNIT_OF_WORK = {
+    "orders",
+    "idempotency_keys",
+    "__aenter__",
+    "__aexit__",
+    "commit",
+    "announce",
+}
+ORDERS = {"add", "get", "list_by_customer", "list_recent", "count_by_customer", "save_status"}
 KEYS = {"claim", "remember"}
-POINT_UNIT_OF_WORK = {"points", "__aenter__", "__aexit__", "first_delivery", "commit"}
-POINTS = {"lock_account", "save", "entry_for_order", "balance"}
-NOTIFICATION_UNIT_OF_WORK = {"deliveries", "__aenter__", "__aexit__", "first_delivery", "commit"}
-DELIVERIES = {"add_if_new"}
+POINT_UNIT_OF_WORK = {"points", "__aenter__", "__aexit__", "first_delivery", "commit", "announce"}
+POINTS = {"lock_account", "save", "entry_for_order", "balance", "entries_of_orders"}
+NOTIFICATION_UNIT_OF_WORK = {
+    "deliveries",
+    "__aenter__",
+    "__aexit__",
+    "first_delivery",
+    "commit",
+    "announce",
+}
+DELIVERIES = {"add_if_new", "of_orders"}
 
 # Per Protocol: its SQL (or SMTP) implementation and its fake.
 IMPLEMENTATIONS = {

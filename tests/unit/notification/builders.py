@@ -22,13 +22,17 @@ def mail(
 
 
 def sent(
-    command: SendNotification, message_id: uuid.UUID | None = None, at: datetime | None = None
+    command: SendNotification,
+    message_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+    about: str = "c-1",
 ) -> OutgoingMessage:
-    """`command` as its producer's outbox relay sends it, at its kind's priority."""
+    """`command` as its producer's outbox relay sends it, at its kind's priority,
+    `about` its CloudEvents subject (an order's id, for order and points mail)."""
     return OutgoingMessage(
         command,
         NOTIFICATION_SEND,
-        "c-1",
+        about,
         "tests",
         FLOW,
         priority=PRIORITY[command.kind],

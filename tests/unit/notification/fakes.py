@@ -19,13 +19,16 @@ import asyncio
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from catalogue.contracts.activity import ActivityNotice
 from catalogue.contracts.notifications import SendNotification
+from messaging.activity import Notice, traced
 from messaging.consumer import Envelope
 from notification_service.adapters.mailer import DeliveryError
-from notification_service.domain.model import Delivery
+from notification_service.domain.model import Delivery, DeliveryRecord
 
 
 @dataclass
@@ -52,6 +55,8 @@ class FakeDatabase:
     uncommitted: dict[tuple[str, Hashable], FakeTransaction] = field(default_factory=dict)
     opened: int = 0
     commits: int = 0
+    # The activity notices published after their commits, in commit order.
+    announced: list[ActivityNotice] = field(default_factory=list)
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
@@ -105,6 +110,14 @@ class FakeDeliveriesRepository:
         self.added[delivery.message_id] = delivery
         return True
 
+    async def of_orders(self, order_ids: list[uuid.UUID]) -> list[DeliveryRecord]:
+        """Delivered "now": the fake keeps no time."""
+        return [
+            DeliveryRecord(d, datetime.now(UTC))
+            for d in self.db.deliveries.values()
+            if d.order_id is not None and d.order_id in order_ids
+        ]
+
 
 class FakeUnitOfWork:
     deliveries: FakeDeliveriesRepository
@@ -113,6 +126,7 @@ class FakeUnitOfWork:
         self.db = db
         self.transaction = FakeTransaction(db)
         self.inbox_added: set[tuple[str, uuid.UUID]] = set()
+        self.announcing: list[ActivityNotice] = []
 
     async def __aenter__(self) -> Self:
         self.db.opened += 1
@@ -121,6 +135,7 @@ class FakeUnitOfWork:
         self.transaction = FakeTransaction(self.db)
         self.deliveries = FakeDeliveriesRepository(self.db, self.transaction)
         self.inbox_added = set()
+        self.announcing = []
         return self
 
     async def __aexit__(
@@ -130,6 +145,7 @@ class FakeUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         """What was not committed is dropped, and its rows released."""
+        self.announcing = []
         self.transaction.end()
 
     async def first_delivery(self, consumer: str, envelope: Envelope) -> bool:
@@ -146,7 +162,13 @@ class FakeUnitOfWork:
         self.db.inbox.update(self.inbox_added)
         self.deliveries.added, self.inbox_added = {}, set()
         self.db.commits += 1
+        self.db.announced += self.announcing
+        self.announcing = []
         self.transaction.end()
+
+    def announce(self, notice: Notice) -> None:
+        assert isinstance(notice, ActivityNotice)
+        self.announcing.append(traced(notice))
 
 
 @dataclass

@@ -30,6 +30,7 @@ from messaging.asyncapi import placeholder_settings
 from notification_service.entrypoints.brokers import build_brokers
 from notification_service.entrypoints.dependencies import unit_of_work_factory
 from notification_service.settings import NotificationServiceSettings
+from tests.support.activity import RecordingFeed
 from tests.support.harness import in_memory_units_of_work, on_the_wire, undecoded
 from tests.unit.notification.builders import sent
 from tests.unit.notification.fakes import FakeDatabase, FakeMailer
@@ -55,6 +56,8 @@ class Notification:
     db: FakeDatabase
     mailer: FakeMailer
     rabbit: RabbitBroker
+    # What the door announced (the unit of work's notices are the db's).
+    activity: RecordingFeed
     parked: list[Received] = field(default_factory=list)
     retried: list[Received] = field(default_factory=list)
 
@@ -66,10 +69,11 @@ class Notification:
         headers: dict[str, Any] | None = None,
         body: bytes | None = None,
         at: datetime | None = None,
+        about: str = "c-1",
     ) -> uuid.UUID:
         """Deliver `command` as its producer sends it (CloudEvents binary mode,
         its kind's priority); `headers` and `body` replace parts of it."""
-        message = sent(command, message_id, at)
+        message = sent(command, message_id, at, about)
         payload, wire = on_the_wire(message, headers, body)
         await self.rabbit.publish(
             payload,
@@ -135,10 +139,11 @@ def settings(**values: Any) -> NotificationServiceSettings:
 async def running(
     db: FakeDatabase, mailer: FakeMailer, **setting_values: Any
 ) -> AsyncIterator[Notification]:
+    activity = RecordingFeed()
     rabbit = build_brokers(
-        settings(**setting_values), TracerProvider(), async_sessionmaker(), mailer
+        settings(**setting_values), TracerProvider(), async_sessionmaker(), mailer, activity
     )
-    notification = Notification(db, mailer, rabbit)
+    notification = Notification(db, mailer, rabbit, activity)
     record_parked_and_retried(notification)
 
     with in_memory_units_of_work([rabbit], unit_of_work_factory, db.unit_of_work):

@@ -83,6 +83,10 @@ class FakeOrderRepository:
         mine.sort(key=lambda o: o.created_at, reverse=True)
         return copy.deepcopy(mine[:limit])
 
+    async def list_recent(self, limit: int) -> list[Order]:
+        newest = sorted(self.tables.orders.values(), key=lambda o: o.created_at, reverse=True)
+        return copy.deepcopy(newest[:limit])
+
     async def count_by_customer(self, customer_id: str) -> int:
         return sum(o.customer_id == customer_id for o in self.tables.orders.values())
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from messaging.consumer import Envelope
 from messaging.envelope import MessageContext, OutgoingMessage
-from point_service.domain.model import Account, Entry, EntryKind
+from point_service.domain.model import Account, Entry, EntryKind, OrderEntry
 from point_service.service_layer.messages import collect
 from tests.support.fake_database import FakeStore, FakeTransaction
 
@@ -81,6 +82,14 @@ class FakePointsRepository:
 
     async def balance(self, customer_id: str) -> int:
         return self.tables.balances.get(customer_id, 0)
+
+    async def entries_of_orders(self, order_ids: list[uuid.UUID]) -> list[OrderEntry]:
+        """Booked "now": the fake keeps no time."""
+        return [
+            OrderEntry(e.order_id, e.customer_id, e.kind, e.points, datetime.now(UTC))
+            for e in self.tables.ledger
+            if e.order_id is not None and e.order_id in order_ids
+        ]
 
 
 class FakeUnitOfWork(FakeTransaction[Tables]):

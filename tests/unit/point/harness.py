@@ -30,6 +30,7 @@ from messaging.envelope import Contract
 from point_service.entrypoints.brokers import build_brokers
 from point_service.entrypoints.dependencies import unit_of_work_factory
 from point_service.settings import PointServiceSettings
+from tests.support.activity import RecordingFeed
 from tests.support.harness import in_memory_units_of_work, on_the_wire, undecoded
 from tests.unit.point.builders import sent
 from tests.unit.point.fakes import FakeDatabase
@@ -53,6 +54,8 @@ class Point:
     db: FakeDatabase
     kafka: KafkaBroker
     rabbit: RabbitBroker
+    # What the doors announced (the unit of work's notices are the db's).
+    activity: RecordingFeed
     dead: list[Received] = field(default_factory=list)
     replies: list[Received] = field(default_factory=list)
 
@@ -116,10 +119,11 @@ def settings(**values: Any) -> PointServiceSettings:
 
 @contextlib.asynccontextmanager
 async def running(db: FakeDatabase, **setting_values: Any) -> AsyncIterator[Point]:
+    activity = RecordingFeed()
     kafka, rabbit = build_brokers(
-        settings(**setting_values), TracerProvider(), async_sessionmaker()
+        settings(**setting_values), TracerProvider(), async_sessionmaker(), activity
     )
-    point = Point(db, kafka, rabbit)
+    point = Point(db, kafka, rabbit, activity)
     record_dead_letters_and_replies(point)
 
     with in_memory_units_of_work((kafka, rabbit), unit_of_work_factory, db.unit_of_work):

@@ -63,7 +63,12 @@ async def test_an_order_placed_grants_its_points_and_tells_the_customer(point: P
         12,
         12,
     )
-    assert (mail.destination, mail.subject, mail.priority) == (NOTIFICATION_SEND, CUSTOMER, 5)
+    # The mail is about the order, as the order's confirmation is.
+    assert (mail.destination, mail.subject, mail.priority) == (
+        NOTIFICATION_SEND,
+        str(order.order_id),
+        5,
+    )
     assert isinstance(mail.data, SendNotification)
     assert mail.data.recipient == EMAIL
     assert point.dead == []

@@ -73,9 +73,14 @@ def test_a_change_of_balance_is_an_event_on_points_keyed_by_customer(
     assert told.data == contract(customer_id=CUSTOMER, **fields, **at)
 
 
-def test_points_an_order_earned_are_also_mailed_to_the_customer() -> None:
+def test_points_an_order_earned_are_also_mailed_to_the_customer_about_the_order() -> None:
     _, mail = outgoing_messages(EARNED, CONTEXT)
-    assert (mail.destination, mail.subject, mail.context) == (NOTIFICATION_SEND, CUSTOMER, CONTEXT)
+    # The subject is the order, as its confirmation mail's is (GET /deliveries).
+    assert (mail.destination, mail.subject, mail.context) == (
+        NOTIFICATION_SEND,
+        str(ORDER),
+        CONTEXT,
+    )
     assert mail.priority == PRIORITY[NotificationKind.POINTS]
     assert mail.data == SendNotification(
         kind=NotificationKind.POINTS,

@@ -9,8 +9,9 @@
   put into a broker's context, where the doors take them as parameters
   annotated with `InContext(name)` (messaging.context); tests override the
   dependency that reads them (`broker.provider.override`) instead of building
-  a process. The process's settings and database sessions are under SETTINGS
-  and SESSIONS; `Sessions` is the parameter type of the sessions.
+  a process. The process's settings, database sessions and activity feed are
+  under SETTINGS, SESSIONS and ACTIVITY; `Sessions` and `Activity` are the
+  parameter types of the sessions and the feed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from messaging.activity import ActivityPublisher
 from messaging.consumer import parse_kafka_record, parse_rabbit_message
 from messaging.context import InContext
 from messaging.faststream_security import kafka_security, rabbitmq_security
@@ -37,8 +39,10 @@ from messaging.settings import KafkaSettings, RabbitMQSettings
 # Context names are paths (FastStream reads "a.b" as attribute b of a): no dots.
 SETTINGS = "settings"
 SESSIONS = "sessions"
+ACTIVITY = "activity"
 
 Sessions = Annotated[async_sessionmaker[AsyncSession], InContext(SESSIONS)]
+Activity = Annotated[ActivityPublisher, InContext(ACTIVITY)]
 
 
 def rabbit_broker(

@@ -10,6 +10,8 @@ while the source topic retains it."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,8 @@ from faststream.kafka import KafkaBroker
 from faststream.rabbit import RabbitBroker
 
 from messaging.consumer import DeadLetterSink
+
+LOGGER = logging.getLogger(__name__)
 
 
 def _common(msg: StreamMessage[Any], kind: str, reason: str) -> dict[str, Any]:
@@ -92,3 +96,20 @@ def rabbit_dead_letter_queue(broker: RabbitBroker, exchange: str, queue: str) ->
         )
 
     return sink
+
+
+def announcing(
+    sink: DeadLetterSink, announce: Callable[[StreamMessage[Any], str], None]
+) -> DeadLetterSink:
+    """The sink, then `announce(message, reason)` once the dead letter is
+    published: an activity notice (messaging.activity), which never fails the
+    dead-lettering (a failure here would redeliver the message)."""
+
+    async def announced(msg: StreamMessage[Any], kind: str, reason: str) -> None:
+        await sink(msg, kind, reason)
+        try:
+            announce(msg, reason)
+        except Exception:
+            LOGGER.exception("no activity notice for dead letter %s", msg.message_id)
+
+    return announced

@@ -1,5 +1,6 @@
 """What every service's unit-of-work Protocol starts from: one transaction,
-opened with `async with`, made durable by `commit()`.
+opened with `async with`, made durable by `commit()`, and the activity notices
+the work announces, published once it committed.
 
 A service's Protocol adds its repositories (and what else its handlers use)
 and is implemented twice: on `messaging.unit_of_work.UnitOfWork` (PostgreSQL,
@@ -9,7 +10,10 @@ tests."""
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
+
+if TYPE_CHECKING:
+    from messaging.activity import Notice
 
 
 class Transaction(Protocol):
@@ -26,3 +30,7 @@ class Transaction(Protocol):
     ) -> None: ...
 
     async def commit(self) -> None: ...
+
+    def announce(self, notice: Notice) -> None:
+        """Publish `notice` on the activity feed (messaging.activity) once the
+        commit succeeded; nothing if the work is left without one."""

@@ -3,7 +3,11 @@ messages the work decided to send are written to the outbox with its commit.
 Nothing here talks to a broker; the outbox relay publishes after the commit.
 
 `SessionTransaction` is the transaction alone, for a service that sends no
-messages (notification); `UnitOfWork` adds the outbox."""
+messages (notification); `UnitOfWork` adds the outbox. Both hand the activity
+notices the work announced to the process's feed (messaging.activity) after
+the commit succeeded, never before and never after a rollback: a notice tells
+of a change that is durable. Publishing them costs the work nothing more than
+a put into the feed's queue."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from opentelemetry import trace
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging.activity import FEED_OFF, ActivityPublisher, Notice, traced
 from messaging.envelope import MessageContext, OutgoingMessage
 from messaging.outbox.writer import write_to_outbox
 
@@ -40,11 +45,14 @@ class SessionTransaction:
 
     session: AsyncSession
 
-    def __init__(self, transactions: Transactions) -> None:
+    def __init__(self, transactions: Transactions, activity: ActivityPublisher = FEED_OFF) -> None:
         self.transactions = transactions
+        self.activity = activity
         self._transaction: AbstractAsyncContextManager[AsyncSession] | None = None
+        self._announced: list[Notice] = []
 
     async def __aenter__(self) -> Self:
+        self._announced = []
         transaction = self.transactions.begin()
         self.session = await transaction.__aenter__()
         self._transaction = transaction
@@ -61,6 +69,7 @@ class SessionTransaction:
         tb: TracebackType | None,
     ) -> None:
         transaction, self._transaction = self._transaction, None
+        self._announced = []
         if transaction is not None:
             # The error, or one of our own: the transaction rolls back.
             error = exc or _LeftWithoutCommitError("left without a commit")
@@ -70,6 +79,13 @@ class SessionTransaction:
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
             await transaction.__aexit__(None, None, None)
+        announced, self._announced = self._announced, []
+        for notice in announced:
+            self.activity.publish(notice)
+
+    def announce(self, notice: Notice) -> None:
+        """Published after the commit; the trace id is the current span's."""
+        self._announced.append(traced(notice))
 
 
 class UnitOfWork(SessionTransaction):
@@ -81,8 +97,13 @@ class UnitOfWork(SessionTransaction):
     outbox: ClassVar[Table]
     name: ClassVar[str] = "db"
 
-    def __init__(self, transactions: Transactions, context: MessageContext) -> None:
-        super().__init__(transactions)
+    def __init__(
+        self,
+        transactions: Transactions,
+        context: MessageContext,
+        activity: ActivityPublisher = FEED_OFF,
+    ) -> None:
+        super().__init__(transactions, activity)
         self.context = context
 
     def collect_messages(self) -> list[OutgoingMessage]:

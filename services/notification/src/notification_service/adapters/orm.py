@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, Uuid, func
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, Table, Text, Uuid, func
 
 from messaging.inbox.schema import inbox_table
 
@@ -20,4 +20,8 @@ deliveries = Table(
     # Delivery attempts it took (1 = first try).
     Column("attempts", Integer, nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The order the mail is about (order and points mails), for GET /deliveries.
+    Column("order_id", Uuid),
+    Index("deliveries_delivered_at", "delivered_at"),
+    Index("deliveries_order_id", "order_id"),
 )

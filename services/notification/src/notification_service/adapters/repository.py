@@ -3,13 +3,15 @@ and its SQLAlchemy implementation (`SqlDeliveriesRepository`)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification_service.adapters.orm import deliveries
-from notification_service.domain.model import Delivery
+from notification_service.domain.model import Delivery, DeliveryRecord
 
 
 class DeliveriesRepository(Protocol):
@@ -19,6 +21,9 @@ class DeliveriesRepository(Protocol):
     async def add_if_new(self, delivery: Delivery) -> bool:
         """Record the delivery; False, recording nothing, if its message id is
         in the history already (the mail went out)."""
+
+    async def of_orders(self, order_ids: list[uuid.UUID]) -> list[DeliveryRecord]:
+        """The mails about these orders that went out, oldest first."""
 
 
 class SqlDeliveriesRepository:
@@ -38,8 +43,24 @@ class SqlDeliveriesRepository:
                 recipient=delivery.recipient,
                 subject=delivery.subject,
                 attempts=delivery.attempts,
+                order_id=delivery.order_id,
             )
             .on_conflict_do_nothing(index_elements=[deliveries.c.message_id])
             .returning(deliveries.c.message_id)
         )
         return result.first() is not None
+
+    async def of_orders(self, order_ids: list[uuid.UUID]) -> list[DeliveryRecord]:
+        """Index deliveries_order_id."""
+        rows = await self.session.execute(
+            select(deliveries)
+            .where(deliveries.c.order_id.in_(order_ids))
+            .order_by(deliveries.c.delivered_at)
+        )
+        return [
+            DeliveryRecord(
+                Delivery(r.message_id, r.kind, r.recipient, r.subject, r.attempts, r.order_id),
+                r.delivered_at,
+            )
+            for r in rows
+        ]

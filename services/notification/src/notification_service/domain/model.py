@@ -10,6 +10,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+
+# The kinds of mail about one order: their command's subject (CloudEvents) is
+# the order's id.
+ORDER_MAIL_KINDS = frozenset({"order", "points"})
+
+
+def order_of(kind: str, subject: str | None) -> uuid.UUID | None:
+    """The order a mail is about, if it is about one."""
+    if kind not in ORDER_MAIL_KINDS or subject is None:
+        return None
+    try:
+        return uuid.UUID(subject)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -22,6 +37,16 @@ class Delivery:
     subject: str
     # Delivery attempts it took (1 = first try).
     attempts: int
+    # The order it is about, if any (order_of).
+    order_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A delivery as the history keeps it, with when it went out."""
+
+    delivery: Delivery
+    delivered_at: datetime
 
 
 @dataclass(frozen=True)

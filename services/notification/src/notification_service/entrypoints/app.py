@@ -2,7 +2,8 @@
 
 The process: the broker (entrypoints/brokers.py, with the router of
 entrypoints/consumers.py), the SMTP mailer, health and metrics routes, the
-retention of the inbox and the delivery history, and the AsyncAPI document,
+read API (entrypoints/http.py), the retention of the inbox and the delivery
+history, the activity feed (messaging.activity), and the AsyncAPI document,
 in an app that starts its broker once the queue it consumes exists.
 """
 
@@ -15,7 +16,9 @@ from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from catalogue.contracts.activity import ActivityKind, channel
 from catalogue.topology import NOTIFICATION_SEND
+from messaging.activity import activity_feed
 from messaging.connections import rabbitmq_ssl_context
 from messaging.database import build_engine
 from messaging.health import database_check, health_routes
@@ -24,6 +27,9 @@ from messaging.startup import ProvisionedFastStream, rabbit_queues_exist
 from notification_service.adapters.mailer import SmtpMailer, smtp_security
 from notification_service.adapters.orm import deliveries, inbox
 from notification_service.entrypoints.brokers import LOGGER, build_brokers
+from notification_service.entrypoints.http import read_routes
+from notification_service.service_layer.notices import SOURCE
+from notification_service.service_layer.unit_of_work import UnitOfWork
 from notification_service.settings import NotificationServiceSettings
 
 
@@ -40,12 +46,14 @@ def create_app(
         settings.smtp_workers,
         security=smtp_security(settings),
     )
-    rabbit = build_brokers(settings, tracer_provider, sessions, mailer)
+    activity = activity_feed(settings, channel(SOURCE), ActivityKind)
+    rabbit = build_brokers(settings, tracer_provider, sessions, mailer, activity)
     retention = retention_task(settings, sessions)
     queue = NOTIFICATION_SEND.routing_key
 
     async def dispose() -> None:
         mailer.close()
+        await activity.close()
         await engine.dispose()
 
     return ProvisionedFastStream(
@@ -60,8 +68,12 @@ def create_app(
         ],
         startup_timeout_s=settings.startup_timeout_s,
         logger=LOGGER,
-        asgi_routes=health_routes([database_check(sessions), lambda: rabbit.ping(2)]),
+        asgi_routes=[
+            *health_routes([database_check(sessions), lambda: rabbit.ping(2)]),
+            *read_routes(lambda: UnitOfWork(sessions)),
+        ],
         asyncapi_path="/asyncapi",
+        on_startup=[activity.start],
         after_startup=[retention.start],
         on_shutdown=[retention.stop],
         after_shutdown=[dispose],

@@ -1,8 +1,8 @@
 """What the door gets through FastStream's dependency injection.
 
 The broker factory (entrypoints/brokers.py) puts the process's database
-sessions (messaging.brokers.SESSIONS), mailer and parking lot into the
-broker's context (messaging.brokers.provide); the door takes them as
+sessions (messaging.brokers.SESSIONS), activity feed (ACTIVITY), mailer and
+parking lot into the broker's context (messaging.brokers.provide); the door takes them as
 parameters annotated with the aliases below and messaging.consumer's
 IncomingEnvelope. Tests replace the one way the door opens a unit of work:
 `broker.provider.override(unit_of_work_factory, ...)`, and provide a mailer of
@@ -16,7 +16,7 @@ from typing import Annotated
 
 from faststream import Depends
 
-from messaging.brokers import Sessions
+from messaging.brokers import Activity, Sessions
 from messaging.consumer import DeadLetterSink
 from messaging.context import InContext
 from notification_service.adapters.mailer import Mailer
@@ -27,10 +27,11 @@ MAILER = "mailer"
 PARKING_LOT = "parking_lot"
 
 
-async def unit_of_work_factory(sessions: Sessions) -> UnitOfWorkFactory:
-    """A unit of work per message, on the process's database sessions (a
-    coroutine function: a plain one would run in a worker thread per message)."""
-    return partial(UnitOfWork, sessions)
+async def unit_of_work_factory(sessions: Sessions, activity: Activity) -> UnitOfWorkFactory:
+    """A unit of work per message, on the process's database sessions, with its
+    activity feed (a coroutine function: a plain one would run in a worker
+    thread per message)."""
+    return partial(UnitOfWork, sessions, activity=activity)
 
 
 # The parameter types of the door.

@@ -1,6 +1,7 @@
-"""Delivering one SendNotification: deduplicate, record, send, commit. It
-takes the command, its envelope, the attempt it is at, a unit of work and a
-mailer; no broker, no SQL.
+"""Delivering one SendNotification: deduplicate, record, send, commit, and
+announce the mail on the activity feed once committed
+(service_layer/notices.py). It takes the command, its envelope, the attempt
+it is at, a unit of work and a mailer; no broker, no SQL.
 
 The mail goes out before the delivery record commits (both inside one
 transaction, whose uncommitted inbox row makes a concurrent copy of the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 
@@ -42,11 +44,14 @@ from notification_service.domain.model import (
     AttemptPolicy,
     Delivered,
     Delivery,
+    DeliveryRecord,
     Duplicate,
     Outcome,
     Park,
     RetryLater,
+    order_of,
 )
+from notification_service.service_layer import notices
 from notification_service.service_layer.unit_of_work import NotificationUnitOfWork
 
 # The outcomes are the domain's; callers read them from here too.
@@ -60,6 +65,7 @@ __all__ = [
     "Park",
     "RetryLater",
     "deliver",
+    "deliveries_of_orders",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -150,7 +156,8 @@ async def _deliver(
     # (rolled back). The delivery history, kept longer than the inbox, catches a
     # copy whose inbox row was purged; its own inbox row then rolls back.
     kind, recipient, subject = command.kind.value, command.recipient, command.subject
-    delivery = Delivery(envelope.id, kind, recipient, subject, attempt)
+    order_id = order_of(kind, envelope.subject)
+    delivery = Delivery(envelope.id, kind, recipient, subject, attempt, order_id)
     async with uow:
         new = await uow.first_delivery(CONSUMER, envelope)
         if not (new and await uow.deliveries.add_if_new(delivery)):
@@ -162,5 +169,14 @@ async def _deliver(
             return POLICY.after_permanent_failure(exc.reason)  # not sent: rolled back
         except TemporaryDeliveryError as exc:
             return POLICY.after_temporary_failure(attempt, exc.reason)
+        uow.announce(notices.mail_sent(kind, attempt, order_id))
         await uow.commit()
     return Delivered()
+
+
+async def deliveries_of_orders(
+    order_ids: list[uuid.UUID], uow: NotificationUnitOfWork
+) -> list[DeliveryRecord]:
+    """A read: the mails about these orders that went out (GET /deliveries)."""
+    async with uow:
+        return await uow.deliveries.of_orders(order_ids)

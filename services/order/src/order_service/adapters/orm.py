@@ -34,6 +34,8 @@ orders = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("cancelled_at", DateTime(timezone=True)),
     Index("orders_by_customer", "customer_id", "created_at"),
+    # GET /orders without a customer: everyone's newest orders.
+    Index("orders_created_at", "created_at"),
 )
 
 order_lines = Table(

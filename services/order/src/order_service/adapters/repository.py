@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import RowMapping, func, insert, select, update
+from sqlalchemy import RowMapping, Select, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_service.adapters.orm import order_lines, orders
@@ -24,6 +24,8 @@ class OrderRepository(Protocol):
     async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
 
     async def list_by_customer(self, customer_id: str, limit: int) -> list[Order]: ...
+
+    async def list_recent(self, limit: int) -> list[Order]: ...
 
     async def count_by_customer(self, customer_id: str) -> int: ...
 
@@ -77,18 +79,15 @@ class SqlOrderRepository:
         return order
 
     async def list_by_customer(self, customer_id: str, limit: int) -> list[Order]:
-        rows = (
-            (
-                await self.session.execute(
-                    select(orders)
-                    .where(orders.c.customer_id == customer_id)
-                    .order_by(orders.c.created_at.desc())
-                    .limit(limit)
-                )
-            )
-            .mappings()
-            .all()
-        )
+        return await self._newest(select(orders).where(orders.c.customer_id == customer_id), limit)
+
+    async def list_recent(self, limit: int) -> list[Order]:
+        """Everyone's newest orders (index orders_created_at)."""
+        return await self._newest(select(orders), limit)
+
+    async def _newest(self, query: Select[Any], limit: int) -> list[Order]:
+        newest = query.order_by(orders.c.created_at.desc()).limit(limit)
+        rows = (await self.session.execute(newest)).mappings().all()
         return await self._with_lines(rows)
 
     async def count_by_customer(self, customer_id: str) -> int:

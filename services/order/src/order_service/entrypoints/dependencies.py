@@ -1,7 +1,7 @@
 """What the routes get through FastAPI's dependency injection.
 
-The app factory (entrypoints/http.py) puts the process's database sessions
-and points client on `app.state`; the routes take a unit of work and the
+The app factory (entrypoints/http.py) puts the process's database sessions,
+activity feed and points client on `app.state`; the routes take a unit of work and the
 points client as parameters annotated with the aliases below. Tests replace
 the one way a request opens a unit of work, and the points client:
 `app.dependency_overrides[unit_of_work_factory] = ...` (and `[points_client]`).
@@ -27,8 +27,10 @@ CORRELATION_HEADER = "X-Correlation-ID"
 
 
 async def unit_of_work_factory(request: Request) -> UnitOfWorkFactory:
-    """A unit of work per request, on the process's database sessions."""
-    return partial(UnitOfWork, request.app.state.sessions)
+    """A unit of work per request, on the process's database sessions, with
+    the process's activity feed."""
+    state = request.app.state
+    return partial(UnitOfWork, state.sessions, activity=state.activity)
 
 
 async def unit_of_work(

@@ -3,7 +3,8 @@
 The routes (entrypoints/routes.py) parse, call a handler and render its
 result (entrypoints/schemas.py); every error is RFC 9457 problem details
 (entrypoints/problems.py). The app owns the process's database engine, the
-points client and the Idempotency-Key retention, started and stopped with it.
+points client, the Idempotency-Key retention and the activity feed
+(messaging.activity), started and stopped with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from catalogue.contracts.activity import ActivityKind, channel
+from messaging.activity import activity_feed
 from messaging.brokers import rabbit_broker
 from messaging.database import build_engine
 from messaging.serving import LimitRequestBody
@@ -30,6 +33,7 @@ from order_service.adapters.retention import idempotency_key_retention
 from order_service.entrypoints import routes
 from order_service.entrypoints.dependencies import CORRELATION_HEADER
 from order_service.entrypoints.problems import ERRORS, answer_errors_as_problems
+from order_service.service_layer.messages import SOURCE
 from order_service.settings import OrderServiceSettings
 
 
@@ -46,14 +50,17 @@ def create_app(settings: OrderServiceSettings, tracer_provider: TracerProvider) 
         settings.points_request_timeout_s,
     )
     retention = idempotency_key_retention(sessions, settings)
+    activity = activity_feed(settings, channel(SOURCE), ActivityKind)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await activity.start()
         points.start()
         await retention.start()
         yield
         await retention.stop()
         await points.stop()
+        await activity.close()
         await engine.dispose()
 
     app = FastAPI(
@@ -69,6 +76,7 @@ def create_app(settings: OrderServiceSettings, tracer_provider: TracerProvider) 
     )
     app.state.sessions = sessions
     app.state.points = points
+    app.state.activity = activity
     app.add_middleware(LimitRequestBody, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(EchoCorrelationId)
     answer_errors_as_problems(app)

@@ -1,7 +1,8 @@
 """The order service's use cases; the HTTP door calls these. Each runs in one
 unit of work: the order, its Idempotency-Key and the messages of its domain
-events commit together. They take a command (or an id) and a unit of work,
-and return domain results; no HTTP, no broker, no SQL."""
+events commit together; what changed is announced on the activity feed once
+committed (service_layer/notices.py). They take a command (or an id) and a
+unit of work, and return domain results; no HTTP, no broker, no SQL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from catalogue.contracts.points import PointBalance
 from order_service.domain.model import Line, Order
+from order_service.service_layer import notices
 from order_service.service_layer.unit_of_work import OrdersUnitOfWork
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ async def place_order(
         await uow.orders.add(order)
         if idempotency is not None:
             await uow.idempotency_keys.remember(idempotency.key, order)
+        uow.announce(notices.order_placed(order))
         await uow.commit()
         return PlacedOrder(order)
 
@@ -94,6 +97,7 @@ async def cancel_order(order_id: uuid.UUID, uow: OrdersUnitOfWork) -> Order:
         order.cancel()
         if order.events:
             await uow.orders.save_status(order)
+            uow.announce(notices.order_cancelled(order))
         await uow.commit()
         return order
 
@@ -106,8 +110,12 @@ async def get_order(order_id: uuid.UUID, uow: OrdersUnitOfWork) -> Order:
         return order
 
 
-async def list_orders(customer_id: str, limit: int, uow: OrdersUnitOfWork) -> list[Order]:
+async def list_orders(customer_id: str | None, limit: int, uow: OrdersUnitOfWork) -> list[Order]:
+    """The customer's most recent orders, newest first; without a customer,
+    everyone's (the live page's state)."""
     async with uow:
+        if customer_id is None:
+            return await uow.orders.list_recent(limit)
         return await uow.orders.list_by_customer(customer_id, limit)
 
 

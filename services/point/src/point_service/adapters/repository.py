@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from point_service.adapters.orm import balances, ledger
-from point_service.domain.model import Account, Entry, EntryKind
+from point_service.domain.model import Account, Entry, EntryKind, OrderEntry
 
 
 class PointsRepository(Protocol):
@@ -27,6 +27,8 @@ class PointsRepository(Protocol):
     async def entry_for_order(self, order_id: uuid.UUID, kind: EntryKind) -> int | None: ...
 
     async def balance(self, customer_id: str) -> int: ...
+
+    async def entries_of_orders(self, order_ids: list[uuid.UUID]) -> list[OrderEntry]: ...
 
 
 class SqlPointsRepository:
@@ -89,3 +91,22 @@ class SqlPointsRepository:
             )
         ).scalar_one_or_none()
         return value or 0
+
+    async def entries_of_orders(self, order_ids: list[uuid.UUID]) -> list[OrderEntry]:
+        """The orders' grants and revocations, oldest first (index
+        point_ledger_one_per_order)."""
+        rows = await self.session.execute(
+            select(
+                ledger.c.order_id,
+                ledger.c.customer_id,
+                ledger.c.kind,
+                ledger.c.points,
+                ledger.c.created_at,
+            )
+            .where(ledger.c.order_id.in_(order_ids))
+            .order_by(ledger.c.id)
+        )
+        return [
+            OrderEntry(r.order_id, r.customer_id, EntryKind(r.kind), r.points, r.created_at)
+            for r in rows
+        ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
 from point_service.domain.events import (
@@ -39,6 +40,17 @@ class Entry:
     reason: str
     cause: uuid.UUID
     order_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class OrderEntry:
+    """An order's line of the ledger as booked: signed points, and when."""
+
+    order_id: uuid.UUID
+    customer_id: str
+    kind: EntryKind
+    points: int
+    created_at: datetime
 
 
 def points_for(total: Decimal, per_unit: Decimal) -> int:

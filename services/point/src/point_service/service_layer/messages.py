@@ -60,7 +60,10 @@ def to_points(data: PointsGranted | PointsRevoked, context: MessageContext) -> O
 
 
 def points_mail(event: OrderPointsGranted, context: MessageContext) -> OutgoingMessage:
-    """A command with exactly one receiver, on RabbitMQ: tell the customer."""
+    """A command with exactly one receiver, on RabbitMQ: tell the customer.
+    Its subject is the order, as the order's confirmation mail's is: both
+    mails of an order are found by its id (notification-service's
+    GET /deliveries)."""
     mail = SendNotification(
         kind=NotificationKind.POINTS,
         recipient=event.customer_email,
@@ -68,7 +71,7 @@ def points_mail(event: OrderPointsGranted, context: MessageContext) -> OutgoingM
         body=f"Order {event.order_id} earned you {event.points} points. "
         f"Your balance is {event.balance}.",
     )
-    return send_notification(mail, event.customer_id, SOURCE, context)
+    return send_notification(mail, str(event.order_id), SOURCE, context)
 
 
 def collect(accounts: Iterable[Account], context: MessageContext) -> list[OutgoingMessage]:
