@@ -34,6 +34,7 @@ function blankOrder(id) {
     total: "",
     currency: "",
     placedAt: null, // ms since the epoch
+    seenAt: null, // of the first notice heard about it, to sort it when placedAt is unknown
     traceId: null,
     points: [], // {kind, points, at}; null: point-service did not answer
     mails: {}, // kind ("order", "points") -> {at, attempts, state}; null: unknown
@@ -43,21 +44,31 @@ function blankOrder(id) {
 // ---- applying the state and the notices --------------------------------
 
 function applyState(state) {
+  view.links = state.links;
+  view.incidents = state.incidents.slice();
+  view.stateLoads += 1;
+  setBadge("feed", state.feed, `feed ${state.feed}`);
+  renderServices(state.services);
+  text("state-at", `at ${clock(Date.parse(state.at))}`);
+  // Without order-service there is no list of orders: keep what is shown.
+  if (state.services["order-service"].status !== "ok") return;
   const previous = view.orders;
   view.orders = new Map();
   for (const o of state.orders) {
+    const known = previous.get(o.order_id);
     const order = blankOrder(o.order_id);
     order.customer = o.customer_id;
     order.status = o.status;
     order.total = o.total;
     order.currency = o.currency;
     order.placedAt = Date.parse(o.created_at);
-    order.traceId = o.trace_id || (previous.get(o.order_id) || {}).traceId || null;
-    order.points = o.points === null ? null : o.points.map((p) => ({
+    order.traceId = o.trace_id || (known ? known.traceId : null);
+    // A service that did not answer: what the notices told stays shown.
+    order.points = o.points === null ? (known ? known.points : null) : o.points.map((p) => ({
       kind: p.kind, points: p.points, at: Date.parse(p.created_at),
     }));
     if (o.mails === null) {
-      order.mails = null;
+      order.mails = known ? known.mails : null;
     } else {
       for (const m of o.mails) {
         order.mails[m.kind] = {
@@ -66,21 +77,20 @@ function applyState(state) {
           state: m.delivered_at ? "sent" : "pending",
         };
       }
+      // Parked mails are not deliveries: only their notice tells of them.
+      for (const [kind, mail] of Object.entries((known && known.mails) || {})) {
+        if (mail.state === "parked" && !order.mails[kind]) order.mails[kind] = mail;
+      }
     }
     view.orders.set(order.id, order);
   }
-  view.incidents = state.incidents.slice();
-  view.links = state.links;
-  view.stateLoads += 1;
-  setBadge("feed", state.feed, `feed ${state.feed}`);
-  renderServices(state.services);
-  text("state-at", `at ${clock(Date.parse(state.at))}`);
 }
 
 function orderOf(notice) {
   let order = view.orders.get(notice.order_id);
   if (!order) {
     order = blankOrder(notice.order_id);
+    order.seenAt = Date.parse(notice.at);
     view.orders.set(order.id, order);
     view.fresh.add(order.id);
   }
@@ -218,7 +228,7 @@ function queueRender() {
 
 function render() {
   const orders = [...view.orders.values()]
-    .sort((a, b) => (b.placedAt || Infinity) - (a.placedAt || Infinity))
+    .sort((a, b) => (b.placedAt || b.seenAt) - (a.placedAt || a.seenAt))
     .slice(0, MAX_ORDERS);
   const body = document.querySelector("#orders tbody");
   body.replaceChildren(...orders.map(orderRow));
@@ -245,13 +255,19 @@ function orderRow(order) {
   status.className = `status-${order.status}`;
   const total = el("td", order.total ? `${order.total} ${order.currency}` : "");
   total.className = "num";
+  const customer = el("td", order.customer);
+  customer.className = "customer";
+  customer.title = order.customer;
   const id = el("td");
   id.append(el("code", order.id.slice(0, 8)));
   id.title = order.id;
+  const placed = el("td", order.placedAt ? clock(order.placedAt) : "?");
+  placed.className = "placed";
+  if (!order.placedAt) placed.title = "its placement was not heard (nor loaded from /state yet)";
   row.append(
-    el("td", order.placedAt ? clock(order.placedAt) : "?"),
+    placed,
     id,
-    el("td", order.customer),
+    customer,
     total,
     status,
     hopCell(points),
