@@ -133,7 +133,7 @@ typecheck: venv ## mypy (strict) on the project's code
 
 ##@ Tests
 .PHONY: test test-unit test-integration test-e2e test-fuzz
-test: lint typecheck asyncapi-check observability-check charts-check test-unit up test-integration test-e2e test-fuzz verify-observability ## The full suite: static checks, unit, integration, end-to-end, fuzzing and observability against the real local stack
+test: lint typecheck asyncapi-check observability-check charts-check test-unit up test-integration test-e2e test-fuzz verify-observability verify-live-feed ## The full suite: static checks, unit, integration, end-to-end, fuzzing, observability and the live page against the real local stack
 
 test-unit: venv ## Unit tests (no stack needed)
 	@$(RUN) pytest tests/unit
@@ -147,6 +147,10 @@ test-e2e: ## End-to-end scenarios against E2E_TARGET (local: the running stack; 
 
 test-fuzz: ## CI-sized fuzzing against the running stack: HTTP requests to order-service, malformed messages to every consumer
 	@$(RUN) pytest tests/fuzz
+
+.PHONY: verify-live-feed
+verify-live-feed: up ## The live page in headless chromium: orders appear with points and mails; Redis stopped: orders still settle, notices dropped (SCREENSHOT=path keeps a copy)
+	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.e2e.live_feed $(if $(SCREENSHOT),--screenshot $(SCREENSHOT))
 
 .PHONY: chaos fuzz demo
 fuzz: up ## HTTP and message fuzzing, >= FUZZ_HTTP_CASES requests and FUZZ_MESSAGES messages (1000, 500; FUZZ_SEED=N to replay)
