@@ -151,17 +151,31 @@ async def assemble(
     return State(
         at=datetime.now(UTC),
         services=services,
-        orders=[order_state(o, points, mails, heard) for o in orders],
+        orders=[order_state(o, by_order(points), by_order(mails), heard) for o in orders],
         incidents=list(heard.incidents),
         feed=feed,
         links=links,
     )
 
 
+Row = TypeVar("Row", LedgerEntry, Delivery)
+
+
+def by_order(rows: Sequence[Row] | ServiceUnavailableError) -> dict[UUID, list[Row]] | None:
+    """The rows grouped by order id; None when the service did not answer."""
+    if isinstance(rows, ServiceUnavailableError):
+        return None
+    grouped: dict[UUID, list[Row]] = {}
+    for row in rows:
+        if row.order_id is not None:
+            grouped.setdefault(row.order_id, []).append(row)
+    return grouped
+
+
 def order_state(
     order: OrderRow,
-    points: Sequence[LedgerEntry] | ServiceUnavailableError,
-    mails: Sequence[Delivery] | ServiceUnavailableError,
+    points: dict[UUID, list[LedgerEntry]] | None,
+    mails: dict[UUID, list[Delivery]] | None,
     heard: Heard,
 ) -> OrderOut:
     return OrderOut(
@@ -175,20 +189,18 @@ def order_state(
         cancelled_at=order.cancelled_at,
         trace_id=heard.trace_ids.get(order.id),
         points=None
-        if isinstance(points, ServiceUnavailableError)
+        if points is None
         else [
             PointsOut(kind=p.kind, points=p.points, created_at=p.created_at)
-            for p in points
-            if p.order_id == order.id
+            for p in points.get(order.id, [])
         ],
         mails=None
-        if isinstance(mails, ServiceUnavailableError)
+        if mails is None
         else [
             MailOut(
                 kind=m.kind, subject=m.subject, attempts=m.attempts, delivered_at=m.delivered_at
             )
-            for m in mails
-            if m.order_id == order.id
+            for m in mails.get(order.id, [])
         ],
     )
 
