@@ -170,7 +170,7 @@ bench: up ## The whole system: API alone, orders/s it absorbs, CPU per order per
 bench-relay: up ## Relay vs plain aiokafka vs faststream-outbox on 50,000 rows, and latency at 500/s
 	@$(RUN) python -m bench.relay
 
-bench-brokers: up ## Kafka vs RabbitMQ: durable produce and consume of 100,000 messages, broker CPU per message
+bench-brokers: up ## Kafka vs RabbitMQ vs Redis pub/sub on 100,000 messages: rates, broker CPU per message, what an away or slow consumer loses
 	@$(RUN) python -m bench.brokers
 
 .PHONY: deep-dive

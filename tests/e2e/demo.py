@@ -31,6 +31,7 @@ from tests.e2e.system import PlacedOrder, System
 from tests.e2e.targets import LocalTarget
 
 MAIL_TIMEOUT_S = 60.0
+DEMO_CUSTOMER = re.compile(r"^e2e-demo-([a-z]+)-")
 SMTP_FAILURES = re.compile(r'^notification_smtp_failures_total\{kind="temporary"\} (\S+)$', re.M)
 
 
@@ -50,6 +51,9 @@ class Feed:
         if notice.trace_id and order and notice.kind == "order.placed":
             self.trace_ids[order] = notice.trace_id
         detail = " ".join(f"{k}={v}" for k, v in notice.detail.items())
+        named = DEMO_CUSTOMER.match(notice.customer_id or "")
+        if order and named:  # a notice may come before place() returns
+            self.names.setdefault(order, named.group(1))
         who = self.names.get(order, order[:8])
         print(
             f"  {time.monotonic() - self.started:6.2f}s  {notice.source:<21} "

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from catalogue.contracts.activity import ActivityKind
+from messaging.reads import by_order_ids
 from point_service.entrypoints.http import read_routes
 from tests.unit.point.builders import CUSTOMER, cancelled, grant, placed
 from tests.unit.point.fakes import FakeDatabase
@@ -138,3 +139,19 @@ async def test_an_unavailable_database_is_a_503(
 
 async def test_only_get_is_answered(points_api: httpx.AsyncClient) -> None:
     assert (await points_api.post("/points")).status_code == 405
+
+
+class DriverUuid(uuid.UUID):
+    """asyncpg's UUID: a subclass, which orjson does not take as it is."""
+
+
+async def test_ids_read_as_the_driver_reads_them_are_answered() -> None:
+    async def read(order_ids: list[uuid.UUID]) -> list[dict[str, object]]:
+        return [{"order_id": DriverUuid(str(order_ids[0]))}]
+
+    order_id = str(uuid.uuid4())
+    app = by_order_ids(read)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://point") as http:
+        response = await http.get("/", params={"order_id": order_id})
+    assert (response.status_code, response.json()) == (200, [{"order_id": order_id}])

@@ -69,7 +69,7 @@ def by_order_ids(read: Read, limit: int = MAX_ORDER_IDS) -> ASGIApp:
             await _answer(send, 422, body)
             return
         try:
-            rows = await read(ids) if ids else []
+            body = orjson.dumps(list(await read(ids) if ids else []), default=_json)
         except Exception as exc:
             if not unavailable(exc):
                 LOGGER.exception("GET %s failed", scope["path"])
@@ -78,9 +78,16 @@ def by_order_ids(read: Read, limit: int = MAX_ORDER_IDS) -> ASGIApp:
             detail = "the database did not answer; retry later"
             await _answer(send, 503, _problem(503, "Database unavailable", detail), retry=True)
             return
-        await _answer(send, 200, orjson.dumps(list(rows)), content_type=b"application/json")
+        await _answer(send, 200, body, content_type=b"application/json")
 
     return app
+
+
+def _json(value: object) -> str:
+    """What orjson does not take as it is: a UUID of a subclass (asyncpg's)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _problem(status: int, title: str, detail: str, errors: list[Any] | None = None) -> bytes:
