@@ -30,6 +30,8 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SERVICES = "|".join(PROGRAMS)
 APPS = "|".join(PROCESSES)
+# The gateway of the live page (services/live-feed): its Prometheus job.
+LIVE_FEED = "live-feed"
 JOB_DEST = "{{job}} {{destination}}"
 
 
@@ -132,7 +134,9 @@ OVERVIEW = DashboardSpec(
                 stat=True,
             ),
             PanelSpec(
-                "Components up", [q(f'up{{job=~"{APPS}|kafka|rabbitmq"}}', "{{job}}")], stat=True
+                "Components up",
+                [q(f'up{{job=~"{APPS}|{LIVE_FEED}|kafka|rabbitmq"}}', "{{job}}")],
+                stat=True,
             ),
         ],
     },
@@ -374,7 +378,80 @@ BROKERS = DashboardSpec(
     },
 )
 
-DASHBOARDS = (OVERVIEW, RELAY, CONSUMERS, BROKERS)
+
+def notices(outcome: str, window: str = "$__rate_interval", by: str = "job, kind") -> str:
+    """Activity notices of one outcome per `by`; `or … * 0` shows 0 for every
+    series that has notices at all, so "none dropped" is a 0, not "no data"."""
+    fn = "increase" if window == "1h" else "rate"
+    return (
+        f'sum by ({by}) ({fn}(activity_notices_total{{outcome="{outcome}"}}[{window}]))'
+        f" or sum by ({by}) ({fn}(activity_notices_total[{window}])) * 0"
+    )
+
+
+ACTIVITY = DashboardSpec(
+    "reference-activity",
+    "Reference system / Activity notices and live feed",
+    "Best-effort activity notices on Redis pub/sub (published or dropped, never retried)"
+    " and the live feed that streams them to browsers.",
+    {
+        "Activity notices (Redis pub/sub, lossy by design)": [
+            PanelSpec(
+                "Notices published",
+                [q(notices("published"), "{{job}} {{kind}}")],
+                unit="ops",
+                description='activity_notices_total{outcome="published"}: published to'
+                " activity.<program> after the business transaction committed.",
+            ),
+            PanelSpec(
+                "Notices dropped",
+                [q(notices("dropped"), "{{job}} {{kind}}")],
+                unit="ops",
+                description="Not published (Redis unreachable, slower than REDIS_TIMEOUT_MS):"
+                " counted and forgotten; the order is unaffected (ActivityNoticesDropped).",
+            ),
+            PanelSpec(
+                "Notices dropped (last hour)",
+                [q(notices("dropped", "1h", "job"), "{{job}}")],
+                stat=True,
+            ),
+        ],
+        "Live feed": [
+            PanelSpec(
+                "Browsers connected",
+                [q(f'sum by (job) (live_feed_clients{{job="{LIVE_FEED}"}})', "SSE clients")],
+                description="live_feed_clients: event streams open now, over every replica.",
+            ),
+            PanelSpec(
+                "Notices published and received",
+                [
+                    q(
+                        'sum(rate(activity_notices_total{outcome="published"}[$__rate_interval]))',
+                        "published by the services",
+                    ),
+                    q(
+                        f'sum(rate(live_feed_notices_total{{job="{LIVE_FEED}"}}'
+                        "[$__rate_interval]))",
+                        "received by the live feed",
+                    ),
+                ],
+                unit="ops",
+                description="Each replica of the live feed receives every notice: with one,"
+                " the two lines meet; received below published is pub/sub's loss (a"
+                " subscriber away or too slow).",
+            ),
+            PanelSpec(
+                "Live feed up",
+                [q(f'up{{job="{LIVE_FEED}"}}', "{{instance}}")],
+                stat=True,
+                description="Redis itself exports no metrics here (no exporter is shipped):"
+                " its trouble shows as dropped notices and as the live feed not ready.",
+            ),
+        ],
+    },
+)
+
+DASHBOARDS = (OVERVIEW, RELAY, CONSUMERS, BROKERS, ACTIVITY)
 
 
 def build(spec: DashboardSpec) -> Dashboard:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.charts.test_wiring import VALUES, by_kind, pod_specs, render
+from tests.charts.test_wiring import VALUES, by_kind, live_feed_rendered, pod_specs, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
@@ -117,8 +117,9 @@ def test_every_container_of_ours_runs_a_script_of_its_image(label: str) -> None:
             security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
             assert (security.get("runAsUser"), security.get("runAsGroup")) == (uid, gid)
             checked += 1
-    # 3 apps, their 3 migrations, 2 relays, 2 provisioning steps, the helm test.
-    assert checked == 11
+    # 3 apps, their 3 migrations, 2 relays, 2 provisioning steps, the helm
+    # test; the live feed where there is a Redis.
+    assert checked == 11 + live_feed_rendered(docs)
 
 
 def pinned_versions() -> dict[str, str]:
@@ -145,6 +146,7 @@ def test_the_local_images_are_tagged_with_the_versions_they_are_built_from() -> 
         "rabbitmq": f"reference/rabbitmq:{suite}",
         "postgresql": f"reference/postgresql:15-{suite}",
         "prometheus": f"reference/prometheus:{suite}",
+        "redis": f"reference/redis:{suite}",
     }
 
 
@@ -177,4 +179,12 @@ def test_the_local_images_path_pulls_nothing_and_runs_each_image_as_its_user() -
             security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
             assert (str(security.get("runAsUser")), str(security.get("runAsGroup"))) == user, where
             checked.add(name)
-    assert checked == {"kafka", "rabbitmq", "postgresql", "prometheus", "jaeger", "mailpit"}
+    assert checked == {
+        "kafka",
+        "rabbitmq",
+        "postgresql",
+        "prometheus",
+        "jaeger",
+        "mailpit",
+        "redis",
+    }

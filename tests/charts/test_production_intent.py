@@ -19,9 +19,11 @@ from tests.charts.test_secure_connections import egress_ports
 from tests.charts.test_values import renders
 from tests.charts.test_wiring import (
     CHART,
+    LIVE_FEED,
     SERVICE_CONTAINERS,
     VALUES,
     by_kind,
+    live_feed_rendered,
     render,
     render_with,
 )
@@ -79,18 +81,25 @@ def test_network_policy_egress_follows_the_configured_endpoints() -> None:
             "--set", "mailpit.smtpHost=smtp.example.com",
             "--set", "mailpit.smtpPort=587",
             "--set", "otel.endpoint=http://collector.observability:4319",
+            "--set", "redis.enabled=false",
+            "--set", "redis.host=redis.data",
+            "--set", "redis.port=6380",
+            "--set", "credentials.existingSecret=mine",
         ]
     )  # fmt: skip
     dns, postgresql, rabbitmq, otlp, kafka = {53}, {6432}, {5673}, {4319}, {9093, 9095}
+    redis, http = {6380}, {8080}
     assert {
         name: ports
         for name, ports in egress_ports(docs).items()
-        if name.endswith(("-service", "-provision"))
+        if name.endswith(("-service", "-provision", "-live-feed"))
     } == {
-        "reference-order-service": dns | postgresql | rabbitmq | otlp | kafka,
-        "reference-point-service": dns | postgresql | rabbitmq | otlp | kafka,
-        "reference-notification-service": dns | postgresql | rabbitmq | otlp | {587},
+        "reference-order-service": dns | postgresql | rabbitmq | otlp | kafka | redis,
+        "reference-point-service": dns | postgresql | rabbitmq | otlp | kafka | redis,
+        "reference-notification-service": dns | postgresql | rabbitmq | otlp | {587} | redis,
         "reference-provision": dns | postgresql | rabbitmq | {15671} | kafka,
+        # The services' HTTP ports, for the state it loads on a reconnect.
+        "reference-live-feed": dns | redis | otlp | http,
     }
 
 
@@ -130,7 +139,9 @@ def test_the_sleep_and_grace_period_follow_the_values_and_are_checked() -> None:
 @pytest.mark.parametrize("label", list(VALUES))
 def test_disruption_budgets_let_a_drain_evict_one_pod_of_each_service(label: str) -> None:
     """maxUnavailable, never minAvailable: minAvailable 1 on a single
-    replica forbids every eviction, and a node drain hangs."""
+    replica forbids every eviction, and a node drain hangs. The services and
+    the live feed have one; the single-replica infrastructure has none (a
+    budget could not keep it available anyway)."""
     docs = render(label)
     deployments = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
@@ -143,7 +154,8 @@ def test_disruption_budgets_let_a_drain_evict_one_pod_of_each_service(label: str
         assert spec["maxUnavailable"] == 1, pdb["metadata"]["name"]
         selector = spec["selector"]["matchLabels"].items()
         covered |= {name for name, labels in deployments.items() if selector <= labels.items()}
-    assert covered == set(services(docs))
+    live_feed = {f"reference-{LIVE_FEED}"} if live_feed_rendered(docs) else set()
+    assert covered == set(services(docs)) | live_feed
 
 
 @pytest.mark.parametrize("label", list(VALUES))

@@ -18,6 +18,7 @@ from tests.charts.test_wiring import (
     SETTINGS,
     VALUES,
     by_kind,
+    live_feed_rendered,
     pod_specs,
     render,
     render_with,
@@ -70,7 +71,7 @@ def test_each_settings_class_accepts_what_the_chart_gives_it(
             for key in env:
                 monkeypatch.delenv(key)
         checked += 1
-    assert checked == 10
+    assert checked == 10 + live_feed_rendered(docs)
 
 
 def test_production_connects_to_everything_over_tls() -> None:

@@ -20,6 +20,7 @@ from tests.charts.test_wiring import CHART, HELM, render, render_with
 
 WORKLOADS = ("Deployment", "StatefulSet")
 SERVICES = {"reference-order-service", "reference-point-service", "reference-notification-service"}
+LIVE_FEED = "reference-live-feed"
 # Rendered twice, generated passwords differ: what is derived from them is
 # compared by test_a_changed_password_rolls_the_pods_that_use_it instead.
 RANDOM = "checksum/secret"
@@ -44,7 +45,7 @@ def rolled(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> set[str
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (["--set", "logLevel=DEBUG"], SERVICES),
+        (["--set", "logLevel=DEBUG"], SERVICES | {LIVE_FEED}),
         (
             ["--set", "services.order-service.env.POINTS_REQUEST_TIMEOUT_S=0.5"],
             {"reference-order-service"},
@@ -53,10 +54,13 @@ def rolled(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> set[str
             ["--set-string", "relay.env.RELAY_BATCH_SIZE=500"],
             {"reference-order-service", "reference-point-service"},
         ),
-        (["--set", "otel.endpoint=http://collector:4317"], SERVICES),
+        (["--set", "otel.endpoint=http://collector:4317"], SERVICES | {LIVE_FEED}),
+        (["--set", "redis.timeoutMs=500"], SERVICES | {LIVE_FEED}),
+        (["--set", "redis.pubsubBufferLimit.hard=16mb"], {"reference-redis"}),
+        (["--set", "liveFeed.traceUiUrl=http://localhost:16686"], {LIVE_FEED}),
         (["--set", "prometheus.retention=3d"], {"reference-prometheus"}),
         (["--set", "services.point-service.enabled=false"], {"reference-prometheus"}),
-        (["--set", "image.tag=v2"], SERVICES),
+        (["--set", "image.tag=v2"], SERVICES | {LIVE_FEED}),
     ],
     ids=lambda v: v[1] if isinstance(v, list) else "",
 )
@@ -116,12 +120,16 @@ def test_a_changed_password_rolls_the_pods_that_use_it() -> None:
         "reference-postgresql",
         "reference-rabbitmq",
         "reference-grafana",
+        "reference-redis",
+        LIVE_FEED,
     }
 
 
 def annotation_order(doc: dict[str, Any], keys: set[str]) -> list[str]:
-    """The chart hashes a service's database password, then its RabbitMQ one."""
-    return sorted(keys, key=lambda k: ("rabbitmq" in k, k))
+    """The chart hashes a service's database password, then its RabbitMQ one,
+    then Redis's."""
+    order = ("database", "rabbitmq", "redis")
+    return sorted(keys, key=lambda k: next((i for i, w in enumerate(order) if w in k), 0))
 
 
 def test_with_an_existing_secret_no_pod_claims_to_follow_it() -> None:

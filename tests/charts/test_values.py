@@ -80,6 +80,8 @@ def test_the_global_registry_and_pull_secrets_reach_every_pod() -> None:
         "kafka.image.repository=Apache/Kafka",
         "image.pullPolicy=Sometimes",
         "kafka.image.tag=",
+        "redis.image.repository=Redis",
+        "liveFeed.traceUiUrl=localhost:16686",
     ],
 )
 def test_the_schema_rejects_a_malformed_image(bad: str) -> None:
@@ -132,7 +134,7 @@ def test_scheduling_applies_to_every_pod_and_a_component_block_wins() -> None:
         ]
     )  # fmt: skip
     specs = dict(pod_specs(docs))
-    assert len(specs) == 12
+    assert len(specs) == 14
     for pod, spec in specs.items():
         assert spec["nodeSelector"] == {"pool": "data" if pod == "reference-kafka" else "apps"}
         assert spec["priorityClassName"] == "system-high"

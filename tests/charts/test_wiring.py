@@ -1,7 +1,7 @@
 """Offline tests of the chart's wiring against the code it deploys: the
 environment each container gets is exactly what its settings class reads,
 ports and probes are what the apps serve, the relay sidecar is where an outbox
-is, and nothing renders empty. Rendered with helm for both values files."""
+is, and nothing renders empty. Rendered with helm for every values file."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ from pydantic_settings import BaseSettings
 from catalogue import services
 from catalogue.accounts import AccountsSettings
 from catalogue.topology import ORDERS, TOPICS, ProvisionSettings
+from live_feed.entrypoints.app import create_app as live_feed_app
+from live_feed.settings import LiveFeedSettings
 from messaging.asyncapi import placeholder_settings
+from messaging.settings import HttpSettings, RedisSettings
 from notification_service.entrypoints.app import create_app as notification_app
 from notification_service.settings import NotificationServiceSettings
 from order_service.entrypoints.http import create_app as order_app
@@ -49,11 +52,14 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "point-service": PointServiceSettings,
     "notification-service": NotificationServiceSettings,
     "outbox-relay": RelaySettings,
+    "live-feed": LiveFeedSettings,
     "accounts": AccountsSettings,
     "topology": ProvisionSettings,
 }
 PROCESSES = set(services.PROCESSES)
 SERVICE_CONTAINERS = set(services.PROGRAMS)
+# The live feed's program: its container, OTel service name and Prometheus job.
+LIVE_FEED = "live-feed"
 
 
 def render(label: str) -> list[dict[str, Any]]:
@@ -104,6 +110,12 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
+def live_feed_rendered(docs: list[dict[str, Any]]) -> bool:
+    return any(
+        d["metadata"]["name"] == f"reference-{LIVE_FEED}" for d in by_kind(docs, "Deployment")
+    )
+
+
 def env_names(container: dict[str, Any], configmaps: dict[str, dict[str, str]]) -> set[str]:
     names = {e["name"] for e in container.get("env", [])}
     for source in container.get("envFrom", []):
@@ -138,8 +150,83 @@ def test_every_container_gets_exactly_what_its_settings_class_reads(
             assert required <= got, f"{pod}/{name} lacks {sorted(required - got)}"
             assert got <= every, f"{pod}/{name} sets unknown {sorted(got - every)}"
             checked += 1
-    # Three apps and their migrations, two relays, two provisioning steps.
-    assert checked == 10
+    # Three apps and their migrations, two relays, two provisioning steps;
+    # the live feed where there is a Redis.
+    assert checked == 10 + live_feed_rendered(docs)
+
+
+def env_values(container: dict[str, Any], configmaps: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """A container's variables: ConfigMap values, or the env entry's valueFrom."""
+    found: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        found.update(configmaps[source["configMapRef"]["name"]])
+    for env in container.get("env", []):
+        found[env["name"]] = env.get("value", env.get("valueFrom"))
+    return found
+
+
+REDIS_VARIABLES = {"REDIS_HOST", "REDIS_PORT", "REDIS_TIMEOUT_MS"}
+
+
+def test_every_reader_of_redis_settings_gets_the_same_redis(docs: list[dict[str, Any]]) -> None:
+    """RedisSettings' variables have defaults, so a missing one would not fail
+    the test above: with a Redis, every container whose settings class reads
+    them gets REDIS_HOST, REDIS_PORT and REDIS_TIMEOUT_MS, all naming the same
+    Redis, and each process that publishes or subscribes (not a migration)
+    REDIS_PASSWORD from the Secret. Without one (production) none: an empty
+    REDIS_HOST, the default, turns the notices off."""
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(docs, "ConfigMap")}
+    endpoints = set()
+    readers = set()
+    for pod, spec in pod_specs(docs):
+        app = spec["containers"][0]["name"]
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            cls = SETTINGS.get(app if container["name"] == "migrate" else container["name"])
+            if cls is None:  # not ours (Redis itself reads its password)
+                continue
+            env = env_values(container, configmaps)
+            if not issubclass(cls, RedisSettings):
+                assert not {*REDIS_VARIABLES, "REDIS_PASSWORD"} & set(env), pod
+                continue
+            readers.add(container["name"])
+            endpoints.add(tuple(env.get(name) for name in sorted(REDIS_VARIABLES)))
+            if container["name"] != "migrate" and "REDIS_HOST" in env:
+                assert env["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "redis-password", pod
+            else:
+                assert "REDIS_PASSWORD" not in env, pod
+    [endpoint] = endpoints
+    if live_feed_rendered(docs):
+        assert endpoint == ("reference-redis", "6379", "200")
+        assert readers == SERVICE_CONTAINERS | {"migrate", LIVE_FEED}
+    else:
+        assert endpoint == (None, None, None)
+        assert RedisSettings().redis_host == "", "the feed is off"
+
+
+def test_the_live_feed_gets_every_variable_of_its_settings_but_the_images_defaults() -> None:
+    """Exactly LiveFeedSettings: the services' base URLs point at their HTTP
+    Services; what the image or the defaults supply (HTTP_HOST,
+    HTTP_MAX_BODY_BYTES) is left to them, as for the services."""
+    docs = render_with(
+        [
+            "--set", "liveFeed.traceUiUrl=http://localhost:16686",
+            "--set", "liveFeed.mailUiUrl=http://localhost:8025",
+        ]
+    )  # fmt: skip
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(docs, "ConfigMap")}
+    [spec] = [s for p, s in pod_specs(docs) if p == f"reference-{LIVE_FEED}"]
+    [container] = spec["containers"]
+    env = env_values(container, configmaps)
+    _, every = variables(LiveFeedSettings)
+    _, http = variables(HttpSettings)
+    assert set(env) == every - (http - {"HTTP_PORT"})
+    assert (env["OTEL_SERVICE_NAME"], env["TRACE_UI_URL"]) == (LIVE_FEED, "http://localhost:16686")
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(docs, "Service")}
+    for name in SERVICE_CONTAINERS:
+        url = env[f"{name.split('-')[0].upper()}_SERVICE_URL"]
+        host, port = url.removeprefix("http://").split(":")
+        assert services[host]["selector"]["app.kubernetes.io/name"] == name, url
+        assert int(port) in [p["port"] for p in services[host]["ports"]], url
 
 
 @functools.cache
@@ -153,11 +240,14 @@ def served_paths() -> dict[str, set[str]]:
         NotificationServiceSettings.model_validate(values), TracerProvider()
     )
     relay = health_app(OutboxRelay(RelaySettings.model_validate(values)))
+    urls = {f"{s.split('-')[0]}_service_url": f"http://{s}:8080" for s in SERVICE_CONTAINERS}
+    feed = live_feed_app(LiveFeedSettings.model_validate({**values, **urls}), TracerProvider())
     return {
         "order-service": {str(getattr(route, "path", "")) for route in order.routes},
         "point-service": {path for path, _ in point.routes},
         "notification-service": {path for path, _ in notification.routes},
         "outbox-relay": {str(getattr(route, "path", "")) for route in relay.routes},
+        LIVE_FEED: {str(getattr(route, "path", "")) for route in feed.routes},
     }
 
 
@@ -166,7 +256,7 @@ def test_ports_and_probes_are_what_the_apps_serve(docs: list[dict[str, Any]]) ->
     for deployment in by_kind(docs, "Deployment"):
         spec = deployment["spec"]["template"]["spec"]
         for container in spec.get("initContainers", []) + spec["containers"]:
-            if container["name"] not in SERVICE_CONTAINERS | {"outbox-relay"}:
+            if container["name"] not in SERVICE_CONTAINERS | {"outbox-relay", LIVE_FEED}:
                 continue
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
             [configmap] = [s["configMapRef"]["name"] for s in container["envFrom"]]
@@ -350,7 +440,7 @@ def test_empty_dirs_fit_in_the_pods_ephemeral_storage(docs: list[dict[str, Any]]
         assert declared < limit, f"{pod}: emptyDirs of {declared} B in a {limit} B limit"
 
 
-def test_prometheus_scrapes_every_replica_of_each_service_and_relay() -> None:
+def test_prometheus_scrapes_every_replica_of_each_service_relay_and_the_live_feed() -> None:
     rendered = render_with([])
     [config_map] = [
         d for d in by_kind(rendered, "ConfigMap") if "prometheus.yml" in d.get("data", {})
@@ -367,7 +457,7 @@ def test_prometheus_scrapes_every_replica_of_each_service_and_relay() -> None:
         for container in (
             template["spec"].get("initContainers", []) + template["spec"]["containers"]
         ):
-            if container["name"] not in SERVICE_CONTAINERS | {"outbox-relay"}:
+            if container["name"] not in SERVICE_CONTAINERS | {"outbox-relay", LIVE_FEED}:
                 continue
             assert "/metrics" in served_paths()[container["name"]]
             # The job is named after the process, as in the local stack and the dashboards.
@@ -380,13 +470,22 @@ def test_prometheus_scrapes_every_replica_of_each_service_and_relay() -> None:
             assert service["selector"].items() <= template["metadata"]["labels"].items()
             assert sd["port"] in [p["containerPort"] for p in container["ports"]]
             scraped.add(job)
-    assert scraped == PROCESSES
+    assert scraped == PROCESSES | {LIVE_FEED}
 
 
-def test_the_pod_monitor_names_jobs_as_the_dashboards_do() -> None:
+@pytest.mark.parametrize(
+    ("values", "jobs"),
+    [
+        (VALUES["production"], PROCESSES),
+        (["--set", "monitoring.podMonitor.enabled=true"], PROCESSES | {LIVE_FEED}),
+    ],
+    ids=["production", "with-the-live-feed"],
+)
+def test_the_pod_monitor_names_jobs_as_the_dashboards_do(values: list[str], jobs: set[str]) -> None:
     """values-production.yaml scrapes through the prometheus-operator: the
-    PodMonitor's relabelling must give each port the job name of its process."""
-    rendered = render("production")
+    PodMonitor's relabelling must give each port the job name of its process
+    (the live feed's too, where it runs; production has no Redis)."""
+    rendered = render_with(values)
     [monitor] = by_kind(rendered, "PodMonitor")
     configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(rendered, "ConfigMap")}
     selector = monitor["spec"]["selector"]
@@ -418,4 +517,4 @@ def test_the_pod_monitor_names_jobs_as_the_dashboards_do() -> None:
             [source] = [s["configMapRef"]["name"] for s in owner["envFrom"]]
             assert job == configmaps[source]["OTEL_SERVICE_NAME"]
             scraped.add(job)
-    assert scraped == PROCESSES
+    assert scraped == jobs

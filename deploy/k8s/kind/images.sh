@@ -6,11 +6,12 @@
 #   images.sh build   build them; print the list
 #   images.sh list    print the images the release names (helm template)
 #
-# KIND_IMAGES=local (this machine: no registry): the apps on a Python base made
-# from debootstrapped Debian, and Kafka, RabbitMQ, PostgreSQL, Prometheus,
-# Jaeger and Mailpit as deploy/docker/<name>/ describes (Kafka's jars from
-# Maven Central, Debian's packages, the Go builds of `make tools`); the release
-# uses deploy/helm/values-local-images.yaml.
+# KIND_IMAGES=local (this machine: no registry): the apps (the three services,
+# the outbox relay, the live feed) on a Python base made from debootstrapped
+# Debian, and Kafka, RabbitMQ, PostgreSQL, Redis, Prometheus, Jaeger and
+# Mailpit as deploy/docker/<name>/ describes (Kafka's jars from Maven Central,
+# Debian's packages, the Go builds of `make tools`); the release uses
+# deploy/helm/values-local-images.yaml.
 # KIND_IMAGES=public (a machine with a registry): the apps only, on the public
 # Python image; the infrastructure comes from its public images.
 . "$(dirname "$0")/lib.sh"
@@ -42,10 +43,12 @@ context() { # name artifact:dest...
   echo "$dir"
 }
 
-# The build of one image the release names: the system's own from
-# deploy/docker/Dockerfile, an infrastructure image reference/<component>:<tag>
-# (the values file names it) from deploy/docker/<component>/ with what it takes
-# from `make tools`. Anything else is a public image (KIND_IMAGES=public).
+# The build of one image the release names: the system's own (APP_IMAGES, the
+# targets of deploy/docker/Dockerfile) from that Dockerfile, an infrastructure
+# image reference/<component>:<tag> (the values file names it) from
+# deploy/docker/<component>/ with what it takes from `make tools` (RabbitMQ,
+# PostgreSQL, Redis and Prometheus: only Debian's packages). Anything else is a
+# public image (KIND_IMAGES=public).
 build_image() {
   local image=$1 repository=${1%:*} name=${1%:*}
   name=${name#reference/}

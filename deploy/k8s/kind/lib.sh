@@ -62,7 +62,9 @@ if [[ -z ${IMAGE_TAG:-} ]]; then
   IMAGE_TAG=dev-$(cd "$REPO_ROOT" && git ls-files -co --exclude-standard -z -- services deploy/docker/Dockerfile \
     deploy/docker/python pyproject.toml uv.lock deploy/local/pyproject.toml | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
 fi
-# The system's own images: the targets of deploy/docker/Dockerfile (mk/charts.mk).
+# The system's own images: the targets of deploy/docker/Dockerfile, listed once
+# in mk/charts.mk (order-service, point-service, notification-service,
+# outbox-relay, live-feed; tests/charts/test_images.py checks the two agree).
 : "${APP_IMAGES:=$(sed -nE 's/^IMAGES[[:space:]]*:=[[:space:]]*(.*)$/\1/p' "$REPO_ROOT/mk/charts.mk")}"
 # What the release is installed with.
 HELM_VALUES=(--set "image.tag=$IMAGE_TAG" --set image.pullPolicy=Never)

@@ -26,7 +26,8 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
   "order-service" "service" "point-service" "service" "notification-service" "service"
   "kafka" "event-broker" "rabbitmq" "command-broker" "postgresql" "database"
   "prometheus" "metrics" "grafana" "dashboards" "jaeger" "tracing" "mailpit" "mail"
-  "provision" "provisioning" "test-order-flow" "test" -}}
+  "provision" "provisioning" "test-order-flow" "test"
+  "redis" "notice-broker" "live-feed" "gateway" -}}
 {{- get $components .name | default "configuration" -}}
 {{- end -}}
 
@@ -106,7 +107,7 @@ imagePullSecrets:
 {{- if not (hasKey .Values "__credentials") -}}
 {{- $existing := (lookup "v1" "Secret" .Release.Namespace (include "rs.secretName" .)) | default dict -}}
 {{- $data := (get $existing "data") | default dict -}}
-{{- $keys := list "postgres-admin-password" "rabbitmq-admin-password" "grafana-admin-password" -}}
+{{- $keys := list "postgres-admin-password" "rabbitmq-admin-password" "grafana-admin-password" "redis-password" -}}
 {{- range $svc := list "order" "point" "notification" -}}
 {{- $keys = append $keys (printf "%s-database-password" $svc) -}}
 {{- $keys = append $keys (printf "%s-rabbitmq-password" $svc) -}}
@@ -184,6 +185,25 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/* Where the activity notices go: the in-cluster Redis, else redis.host;
+     empty when neither (the services' feed is off, no live feed). */}}
+{{- define "rs.redisHost" -}}
+{{- if .Values.redis.enabled -}}
+{{- include "rs.name" (dict "root" . "name" "redis") -}}
+{{- else -}}
+{{- .Values.redis.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rs.redisPort" -}}
+{{- if .Values.redis.enabled -}}6379{{- else -}}{{ .Values.redis.port }}{{- end -}}
+{{- end -}}
+
+{{/* The live feed runs when enabled and there is a Redis to read. */}}
+{{- define "rs.liveFeedEnabled" -}}
+{{- if and .Values.liveFeed.enabled (include "rs.redisHost" .) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "rs.otelEndpoint" -}}
 {{- if .Values.otel.endpoint -}}
 {{- .Values.otel.endpoint -}}
@@ -245,6 +265,30 @@ readinessProbe:
 - name: SMTP_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ include "rs.secretName" .root }}, key: smtp-password}
+{{- end }}
+{{- if .redis }}
+{{- include "rs.redisPasswordEnv" .root }}
+{{- end }}
+{{- end -}}
+
+{{/* REDIS_PASSWORD (RedisSettings) when there is a Redis; with the feed off
+     nothing reads it. */}}
+{{- define "rs.redisPasswordEnv" -}}
+{{- if include "rs.redisHost" . }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "rs.secretName" . }}, key: redis-password}
+{{- end -}}
+{{- end -}}
+
+{{/* The Redis variables of RedisSettings, for a ConfigMap; none without a
+     Redis: REDIS_HOST's default, empty, turns the activity notices off (and
+     no ConfigMap value renders empty). */}}
+{{- define "rs.redisEnv" -}}
+{{- with include "rs.redisHost" . }}
+REDIS_HOST: {{ . | quote }}
+REDIS_PORT: {{ include "rs.redisPort" $ | quote }}
+REDIS_TIMEOUT_MS: {{ $.Values.redis.timeoutMs | quote }}
 {{- end }}
 {{- end -}}
 

@@ -39,8 +39,28 @@ SMTP_USERNAME: {{ . | quote }}
 SMTP_SSL_CAFILE: {{ include "rs.caFile" .root | quote }}
 {{- end }}
 {{- end }}
+{{- include "rs.redisEnv" .root }}
 {{- range $k, $v := .svc.env }}
 {{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The live feed's: LiveFeedSettings (RedisSettings, TelemetrySettings,
+     HttpSettings, the services' base URLs and the UIs the page links to). */}}
+{{- define "rs.liveFeedEnv" -}}
+OTEL_SERVICE_NAME: "live-feed"
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ include "rs.otelEndpoint" . | quote }}
+LOG_LEVEL: {{ .Values.logLevel | quote }}
+HTTP_PORT: "8080"
+{{- include "rs.redisEnv" . }}
+{{- range $key, $var := dict "order-service" "ORDER_SERVICE_URL" "point-service" "POINT_SERVICE_URL" "notification-service" "NOTIFICATION_SERVICE_URL" }}
+{{ $var }}: {{ printf "http://%s:8080" (include "rs.name" (dict "root" $ "name" $key)) | quote }}
+{{- end }}
+{{- with .Values.liveFeed.traceUiUrl }}
+TRACE_UI_URL: {{ . | quote }}
+{{- end }}
+{{- with .Values.liveFeed.mailUiUrl }}
+MAIL_UI_URL: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
