@@ -3,7 +3,7 @@
 # Only the images and kind-* targets need a container engine (they start their own).
 
 CHART        := deploy/helm/reference-system
-IMAGES       := order-service point-service notification-service outbox-relay
+IMAGES       := order-service point-service notification-service outbox-relay live-feed
 
 # The prometheus-operator's CRDs, to validate the chart's PodMonitor and
 # PrometheusRule offline: taken from the operator's Go module (pinned in
