@@ -768,16 +768,44 @@ async def resources(stack: Stack) -> AsyncIterator[None]:
         )
         yield
     finally:
-        with contextlib.suppress(Exception):
-            await admin.delete_topics([stack.name])
-        with contextlib.suppress(Exception):
-            channel = await connection.channel()
-            await channel.queue_delete(stack.name)
-        with contextlib.suppress(Exception):
-            await database.execute(f"drop table if exists {stack.name}")
         await admin.close()
         await connection.close()
         await database.close()
+        await remove(stack)
+
+
+async def remove(stack: Stack) -> None:
+    """The run's topic, queue and table, each through a new connection: the
+    run's own may have been closed by a component's restart."""
+    import aio_pika
+    import asyncpg
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    for attempt in range(ATTEMPTS):
+        try:
+            admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka)
+            await admin.start()
+            try:
+                if stack.name in await admin.list_topics():
+                    await admin.delete_topics([stack.name])
+            finally:
+                await admin.close()
+            connection = await aio_pika.connect(stack.amqp_url)
+            try:
+                await (await connection.channel()).queue_delete(stack.name)
+            finally:
+                await connection.close()
+            database = await asyncpg.connect(stack.dsn)
+            try:
+                await database.execute(f"drop table if exists {stack.name}")
+            finally:
+                await database.close()
+        except Exception as exc:  # noqa: BLE001 - any failure: try again, then say what is left
+            print(f"removing {stack.name} failed ({exc!r}); attempt {attempt + 1}", flush=True)
+            await asyncio.sleep(15)
+        else:
+            return
+    print(f"left behind: topic, queue and table {stack.name}; remove them by hand", flush=True)
 
 
 async def fill_topic(stack: Stack, n: int) -> None:
@@ -876,7 +904,8 @@ async def measure(
     stack: Stack, rounds: int, n: dict[str, int], only: list[str]
 ) -> dict[str, list[dict[str, float]]]:
     results: dict[str, list[dict[str, float]]] = {}
-    await fill_topic(stack, n["messages"])
+    if not only or "kafka consume" in only:
+        await fill_topic(stack, n["messages"])
     for r in range(rounds):
         for group, variants in GROUPS.items():
             if only and group not in only:
