@@ -163,7 +163,7 @@ chaos: up ## Soak: 20,000 orders under a random fault schedule, then the invaria
 	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m tests.e2e.chaos $(if $(SEED),--seed $(SEED))
 
 ##@ Benchmarks (outside CI; figures in bench/README.md)
-.PHONY: bench bench-relay bench-brokers
+.PHONY: bench bench-relay bench-brokers bench-floor
 bench: up ## The whole system: API alone, orders/s it absorbs, CPU per order per process, latency (PROFILE=dir: py-spy profiles too)
 	@E2E_TARGET=$(E2E_TARGET) $(RUN) python -m bench.system $(if $(PROFILE),--profile $(PROFILE))
 
@@ -172,6 +172,9 @@ bench-relay: up ## Relay vs plain aiokafka vs faststream-outbox on 50,000 rows, 
 
 bench-brokers: up ## Kafka vs RabbitMQ vs Redis pub/sub on 100,000 messages: rates, broker CPU per message, what an away or slow consumer loses
 	@$(RUN) python -m bench.brokers
+
+bench-floor: up ## The frameworks alone (no-op handlers): CPU per message/request of FastStream, FastAPI, SQLAlchemy against raw clients
+	@$(RUN) python -m bench.floor
 
 .PHONY: deep-dive
 deep-dive: up ## Print the evidence quoted in docs/deep-dive.md (consumer groups, consumers, STOMP, request/reply)
