@@ -86,7 +86,7 @@ RABBIT = ("aio-pika", "faststream", "faststream+otel+prom", "faststream shipped"
 RELAY_KAFKA = ("relay kafka", "relay kafka+spans")
 RELAY_RABBIT = ("relay rabbitmq", "relay rabbitmq+spans")
 HTTP = ("fastapi", "fastapi shipped")
-SQL = ("asyncpg", "sqlalchemy")
+SQL = ("asyncpg", "sqlalchemy", "sqlalchemy-core")
 GROUPS: dict[str, tuple[str, ...]] = {
     "kafka consume": KAFKA,
     "rabbitmq consume": RABBIT,
@@ -678,12 +678,23 @@ async def sql_worker(variant: str, stack: Stack, n: int) -> None:
                 (await session.execute(text("select pg_backend_pid()"))).scalar_one()
             )
 
-        async def transaction() -> None:
+        async def in_session() -> None:
             async with sessions() as session, session.begin():
                 for kind in ("inbox", "ledger", "outbox"):
                     await session.execute(
                         insert(table).values(id=uuid.uuid4(), kind=kind, payload=PAYLOAD)
                     )
+
+        async def on_connection() -> None:
+            # SQLAlchemy Core on an AsyncConnection: the same statements
+            # without the ORM Session around them.
+            async with engine.begin() as connection:
+                for kind in ("inbox", "ledger", "outbox"):
+                    await connection.execute(
+                        insert(table).values(id=uuid.uuid4(), kind=kind, payload=PAYLOAD)
+                    )
+
+        transaction = on_connection if variant == "sqlalchemy-core" else in_session
 
         close = engine.dispose
     try:
