@@ -272,19 +272,25 @@ class KindTarget:
             )
         )  # fmt: skip
 
-    async def connects(self, labels: dict[str, str], host: str, port: int) -> bool:
+    async def connects(self, labels: dict[str, str], host: str, port: int) -> str | None:
         """Whether a new pod of the release's namespace with these labels can
         open a TCP connection to host:port (through the NetworkPolicies)
         within 15 s: a new pod's first connections are refused until the
-        node's policy controller has seen its address (about a second)."""
+        node's policy controller has seen its address (about a second).
+        Connected: the probe pod's address and after how long (for the
+        failure message of a pod that should have been refused); refused:
+        None."""
         image = await self.image_of("order-service")
         probe = (
             "import socket, sys, time\n"
-            "deadline = time.monotonic() + 15\n"
-            "while time.monotonic() < deadline:\n"
+            "started = time.monotonic()\n"
+            "while time.monotonic() < started + 15:\n"
             f"    try: socket.create_connection(({host!r}, {port}), timeout=3).close()\n"
             "    except OSError: time.sleep(0.5)\n"
-            "    else: sys.exit(0)\n"
+            "    else:\n"
+            "        me = socket.gethostbyname(socket.gethostname())\n"
+            "        print(f'pod {me} connected after {time.monotonic() - started:.1f} s')\n"
+            "        sys.exit(0)\n"
             "sys.exit(1)\n"
         )
         args = self.kubectl(
@@ -294,9 +300,9 @@ class KindTarget:
             "--command", "--", "python", "-c", probe,
         )  # fmt: skip
         done = await asyncio.to_thread(
-            subprocess.run, args, capture_output=True, timeout=120, check=False
+            subprocess.run, args, capture_output=True, text=True, timeout=120, check=False
         )
-        return done.returncode == 0
+        return (done.stdout.strip() or "connected") if done.returncode == 0 else None
 
 
 async def output(args: list[str], timeout_s: float = 60) -> str:

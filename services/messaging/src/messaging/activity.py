@@ -1,6 +1,6 @@
 """Activity notices on Redis pub/sub: published after the business change
 committed, at most once, off the request path. The notices are the
-catalogue's (catalogue.contracts.activity.Notice); this module knows
+catalogue's (catalogue.contracts.activity.ActivityNotice); this module knows
 only what it publishes of them (`Notice`), on the channel it is given.
 
 A service's unit of work announces notices (messaging.unit_of_work) and hands
