@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -133,23 +134,46 @@ class LimitRequestBody:
         await send({"type": "http.response.body", "body": body})
 
 
+class EndFirst(uvicorn.Server):
+    """uvicorn waits for open responses to finish before it stops; a response
+    that never finishes (an event stream) would make every SIGTERM wait out
+    the graceful shutdown timeout. `end` is called first, to end them."""
+
+    def __init__(self, config: uvicorn.Config, end: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.end = end
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.end()
+        await super().shutdown(sockets)
+
+
 def serve(
-    telemetry: TelemetrySettings, http: HttpSettings, create_app: Callable[[TracerProvider], Any]
+    telemetry: TelemetrySettings,
+    http: HttpSettings,
+    create_app: Callable[[TracerProvider], Any],
+    end_first: Callable[[Any], None] | None = None,
 ) -> None:
     """Set up logs and traces, then serve until SIGTERM; in-flight requests and
     messages get 20 s to finish. Exits non-zero when the app stops on its own
-    (ExitWhenTheAppStops). (A service's one settings class is both.)"""
+    (ExitWhenTheAppStops). (A service's one settings class is both.)
+    `end_first(app)`, if given, is called when shutdown begins, before
+    uvicorn waits for open responses (EndFirst)."""
     provider = setup_telemetry(telemetry)
-    app = ExitWhenTheAppStops(create_app(provider))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=http.http_host,
-            port=http.http_port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=20,
-        )
+    created = create_app(provider)
+    app = ExitWhenTheAppStops(created)
+    config = uvicorn.Config(
+        app,
+        host=http.http_host,
+        port=http.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    server = (
+        uvicorn.Server(config)
+        if end_first is None
+        else EndFirst(config, lambda: end_first(created))
     )
     app.server = server
     server.run()
