@@ -49,6 +49,7 @@ from stackctl.apps import Apps
 from stackctl.components import LocalStack
 from tests.e2e.targets import LocalTarget
 from tests.support.orders import order_request
+from tests.support.sse import SseReader
 from tests.support.waiting import free_port, responds, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -204,19 +205,10 @@ async def live_feed_process(
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """(event name, data) of each event of an open event stream."""
-    name, data = "", list[str]()
+    reader = SseReader()
     async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield name or "message", "\n".join(data)
-            name, data = "", []
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
+        if (event := reader.line(line)) is not None:
+            yield event
 
 
 def screenshot_path(stack: LocalStack, name: str) -> Path:

@@ -5,28 +5,15 @@ from __future__ import annotations
 import pytest
 
 from live_feed import sse
+from tests.support.sse import SseReader
 
 
 def parse(stream: bytes) -> list[dict[str, str]]:
     """The events of a stream as the WHATWG algorithm dispatches them (comments
     and retry lines set no event)."""
-    events: list[dict[str, str]] = []
-    name, data = "", list[str]()
-    for line in stream.decode().split("\n"):
-        if line == "":
-            if data:
-                events.append({"event": name or "message", "data": "\n".join(data)})
-            name, data = "", list[str]()
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-    return events
+    reader = SseReader()
+    events = [reader.line(line) for line in stream.decode().split("\n")]
+    return [{"event": e[0], "data": e[1]} for e in events if e is not None]
 
 
 def test_an_event_is_its_name_and_data_ended_by_a_blank_line() -> None:
